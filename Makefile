@@ -1,0 +1,49 @@
+# The README's contract: `make demo` runs the main job end to end, `make test` runs the tests.
+# Both install what they need: the pinned .venv, the engine, the chromadb runtimes.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup runtimes test test-fast test-slow lint demo bench lock clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' 
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+runtimes: setup
+	$(BIN)/chroma-migrate runtime ensure --all
+
+lint: setup
+	$(BIN)/ruff check .
+
+# The whole default suite (unit + integration on real chromadb runtimes), slow matrix excluded.
+test: runtimes lint
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
+
+# Every supported source version to every target: thorough, too slow for every CI run.
+test-slow: runtimes
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+demo: runtimes
+	$(BIN)/python scripts/demo.py
+
+bench: runtimes
+	$(BIN)/python bench/bench_migrate.py $(BENCH_ARGS)
+
+# Re-pin requirements.txt from requirements.in (needs the registry).
+lock: setup
+	$(BIN)/uv pip compile --quiet --python-version 3.11 requirements.in -o requirements.txt
+
+clean:
+	rm -rf $(VENV) .runtimes .cache .pytest_cache .ruff_cache .demo

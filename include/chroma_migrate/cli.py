@@ -1,0 +1,177 @@
+"""`chroma-migrate`: inspect, probe, migrate and verify ChromaDB databases across versions.
+
+Exit codes: 0 success, 1 verification found a difference, 2 bad input or failure.
+Every command takes --json and then prints exactly one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from chroma_migrate import report
+from chroma_migrate.errors import MigrationError, VerificationFailedError
+from chroma_migrate.fixtures import build_database, receipt_spec
+from chroma_migrate.inspection import describe_database
+from chroma_migrate.migrate import DEFAULT_BATCH_SIZE, STRATEGIES, MigrationRequest, migrate
+from chroma_migrate.probe import probe
+from chroma_migrate.runtimes import ensure_runtime, list_runtimes
+from chroma_migrate.verify import verify_databases
+from chroma_migrate.versions import get_version, latest_version, supported_version_names
+
+
+def _positive(text: str) -> int:
+    """Accept any integer so the engine can refuse non-positive ones with its own message."""
+    return int(text)
+
+
+def _collections(text: str | None) -> list[str] | None:
+    return [name.strip() for name in text.split(",") if name.strip()] if text else None
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    parser = argparse.ArgumentParser(prog="chroma-migrate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    inspect = commands.add_parser("inspect", parents=[common], help="describe a database without changing it")
+    inspect.add_argument("path", type=Path)
+
+    probe_cmd = commands.add_parser("probe", parents=[common], help="which strategy a target version needs")
+    probe_cmd.add_argument("path", type=Path)
+    probe_cmd.add_argument("--target", default=latest_version().version, help="chromadb version to move to")
+    probe_cmd.add_argument("--work-dir", type=Path, help="where the probe's copy goes (default: system temp)")
+
+    work = argparse.ArgumentParser(add_help=False)
+    work.add_argument("--collections", help="comma-separated collection names (default: all)")
+    work.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE, help="records per batch")
+    work.add_argument("--workers", type=_positive, default=1, help="parallel export processes")
+
+    migrate_cmd = commands.add_parser("migrate", parents=[common, work], help="write a verified copy in a version")
+    migrate_cmd.add_argument("path", type=Path)
+    migrate_cmd.add_argument("out", type=Path)
+    migrate_cmd.add_argument("--target", default=latest_version().version, help="chromadb version to write")
+    migrate_cmd.add_argument("--strategy", default="auto", choices=STRATEGIES)
+
+    verify_cmd = commands.add_parser("verify", parents=[common, work], help="compare two databases")
+    verify_cmd.add_argument("source", type=Path)
+    verify_cmd.add_argument("target", type=Path)
+    verify_cmd.add_argument("--source-version", help="read SOURCE with this version (default: its writer)")
+    verify_cmd.add_argument("--target-version", help="read TARGET with this version (default: its writer)")
+
+    runtime = commands.add_parser("runtime", help="chromadb runtimes (one virtual environment per version)")
+    runtime_commands = runtime.add_subparsers(dest="runtime_command", required=True)
+    ensure = runtime_commands.add_parser("ensure", parents=[common], help="build runtimes once, cached")
+    ensure.add_argument("versions", nargs="*", help=f"any of {', '.join(supported_version_names())}")
+    ensure.add_argument("--all", action="store_true", help="every supported version")
+    runtime_commands.add_parser("list", parents=[common], help="supported versions and what is built")
+
+    fixture = commands.add_parser("fixture", help="write sample databases with a real chromadb version")
+    fixture_commands = fixture.add_subparsers(dest="fixture_command", required=True)
+    build = fixture_commands.add_parser("build", parents=[common], help="receipt-like words and lines")
+    build.add_argument("path", type=Path)
+    build.add_argument("--version", required=True, help="chromadb version that writes it")
+    build.add_argument("--records", type=_positive, default=600)
+    build.add_argument("--dim", type=_positive, default=16)
+    build.add_argument("--no-1536", dest="big_dim", action="store_false", help="skip the 1536-dim collection")
+    build.add_argument("--lists", action="store_true", help="list-valued metadata (chromadb 1.5+)")
+    return parser
+
+
+def _inspect(args) -> tuple[dict[str, Any], str, int]:
+    info = describe_database(args.path).to_dict()
+    return info, report.render_inspect(info), 0
+
+
+def _probe(args) -> tuple[dict[str, Any], str, int]:
+    result = probe(args.path, args.target, work_dir=args.work_dir).to_dict()
+    return result, report.render_probe(result), 0
+
+
+def _migrate(args) -> tuple[dict[str, Any], str, int]:
+    request = MigrationRequest(args.path, args.out, args.target, args.strategy, _collections(args.collections),
+                               args.batch_size, args.workers)
+    log = (lambda message: print(message, file=sys.stderr)) if not args.json else (lambda _m: None)
+    result = migrate(request, log=log)
+    return result, report.render_migration(result), 0
+
+
+def _verify(args) -> tuple[dict[str, Any], str, int]:
+    """Both sides are copied first: chromadb writes to every database it opens."""
+    if args.batch_size < 1 or args.workers < 1:
+        raise MigrationError("--batch-size and --workers must be at least 1.", "Use positive numbers.")
+    source_version = get_version(args.source_version).version if args.source_version else None
+    target_version = get_version(args.target_version).version if args.target_version else None
+    describe_database(args.source)
+    describe_database(args.target)
+    with tempfile.TemporaryDirectory(prefix="chroma-migrate-verify-copies-") as scratch:
+        source_copy, target_copy = Path(scratch) / "source", Path(scratch) / "target"
+        shutil.copytree(args.source, source_copy)
+        shutil.copytree(args.target, target_copy)
+        result = verify_databases(source_copy, target_copy, source_version=source_version,
+                                  target_version=target_version, collections=_collections(args.collections),
+                                  batch_size=args.batch_size, workers=args.workers, work_dir=Path(scratch))
+    result.update(source=str(args.source), target=str(args.target))
+    return result, report.render_verification(result), 0 if result["passed"] else 1
+
+
+def _runtime(args) -> tuple[dict[str, Any], str, int]:
+    if args.runtime_command == "list":
+        rows = list_runtimes()
+        text = "\n".join(f"chromadb {r['version']:<8} {'built' if r['built'] else 'not built':<10} {r['path']}"
+                         for r in rows)
+        return {"runtimes": rows}, text, 0
+    versions = supported_version_names() if args.all else args.versions
+    if not versions:
+        raise MigrationError("runtime ensure needs a version.",
+                             f"Name one of {', '.join(supported_version_names())}, or pass --all.")
+    log = (lambda m: print(m, file=sys.stderr)) if not args.json else (lambda _m: None)
+    built = [{"version": v, "python": str(ensure_runtime(v, log=log).python)} for v in versions]
+    return {"runtimes": built}, "\n".join(f"chromadb {b['version']}: {b['python']}" for b in built), 0
+
+
+def _fixture(args) -> tuple[dict[str, Any], str, int]:
+    version = get_version(args.version)
+    if args.lists and not version.supports_list_metadata:
+        raise MigrationError(f"chromadb {version.version} cannot store list metadata.", "Drop --lists or use 1.5+.")
+    spec = receipt_spec(records=args.records, dim=args.dim, big_dim=1536 if args.big_dim else None,
+                        with_lists=args.lists)
+    result = build_database(args.path, version.version, spec)
+    text = "\n".join(f"{name}: {count} records" for name, count in result["collections"].items())
+    return {"path": str(args.path), "version": version.version, **result}, text, 0
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], tuple[dict[str, Any], str, int]]] = {
+    "inspect": _inspect, "probe": _probe, "migrate": _migrate, "verify": _verify,
+    "runtime": _runtime, "fixture": _fixture,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    as_json = getattr(args, "json", False)
+    try:
+        document, text, code = HANDLERS[args.command](args)
+    except VerificationFailedError as exc:
+        document = {"error": exc.problem, "fix": exc.fix, "verification": exc.report}
+        text = f"error: {exc.problem}\n{report.render_verification(exc.report)}\n{exc.fix}"
+        code = exc.exit_code
+    except MigrationError as exc:
+        document, text, code = exc.to_dict(), f"error: {exc.problem}\nfix: {exc.fix}", exc.exit_code
+    if as_json:
+        print(json.dumps(document, indent=2, default=str))
+    else:
+        print(text, file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

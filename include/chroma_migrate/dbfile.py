@@ -1,0 +1,213 @@
+"""Facts read from `chroma.sqlite3` with the standard library, strictly read-only.
+
+chromadb writes to the file whenever it opens it, so everything that must leave a
+database untouched (inspect, probe planning, integrity checks) reads it through here.
+Imported by the runtime workers too: stdlib only.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SQLITE_FILE = "chroma.sqlite3"
+HNSW_DEFAULTS = {"space": "l2", "M": 16, "construction_ef": 100, "search_ef": 10}
+# Collection metadata keys that carry index settings in every version.
+HNSW_METADATA_KEYS = {
+    "hnsw:space": "space", "hnsw:M": "M", "hnsw:construction_ef": "construction_ef",
+    "hnsw:search_ef": "search_ef",
+}
+# The same settings in the 1.x configuration and schema JSON.
+HNSW_CONFIG_KEYS = {
+    "space": "space", "max_neighbors": "M", "ef_construction": "construction_ef", "ef_search": "search_ef",
+}
+
+
+class DatabaseFileError(Exception):
+    """The SQLite file is missing, unreadable or not a ChromaDB schema."""
+
+
+@contextmanager
+def open_readonly(db_path: Path) -> Iterator[sqlite3.Connection]:
+    sqlite_path = Path(db_path) / SQLITE_FILE
+    if not sqlite_path.is_file():
+        raise DatabaseFileError(f"{sqlite_path} does not exist")
+    uri = f"file:{sqlite_path.resolve()}?mode=ro"
+    try:
+        with closing(sqlite3.connect(uri, uri=True)) as conn:
+            yield conn
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseFileError(f"{sqlite_path}: {exc}") from exc
+
+
+def table_names(conn: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def migration_signature(conn: sqlite3.Connection) -> dict[str, int]:
+    """Highest applied migration per directory: what tells the writing versions apart."""
+    if "migrations" not in table_names(conn):
+        raise DatabaseFileError("chroma.sqlite3 has no `migrations` table, so it is not a ChromaDB database")
+    rows = conn.execute("SELECT dir, MAX(version) FROM migrations GROUP BY dir").fetchall()
+    return {directory: int(version) for directory, version in rows}
+
+
+def integrity_problems(conn: sqlite3.Connection) -> list[str]:
+    rows = [row[0] for row in conn.execute("PRAGMA quick_check")]
+    return [] if rows == ["ok"] else rows
+
+
+@dataclass
+class CollectionFacts:
+    id: str
+    name: str
+    dimension: int | None
+    metadata: dict[str, Any] | None
+    config_json: dict[str, Any] | None
+    schema_json: dict[str, Any] | None
+    metadata_segment: str | None
+    vector_segment: str | None
+    record_count: int = 0
+    list_metadata_keys: dict[str, int] = field(default_factory=dict)
+
+
+def _typed_value(row: tuple, names: list[str]) -> Any:
+    """Value precedence string, int, float, bool (FORMAT.md); bool stored as 0/1."""
+    values = dict(zip(names, row, strict=True))
+    for key in ("str_value", "string_value", "int_value", "float_value"):
+        if values.get(key) is not None:
+            return values[key]
+    if values.get("bool_value") is not None:
+        return bool(values["bool_value"])
+    return None
+
+
+def _collection_metadata(conn: sqlite3.Connection, collection_id: str) -> dict[str, Any] | None:
+    names = [c for c in columns(conn, "collection_metadata") if c not in ("collection_id", "key")]
+    rows = conn.execute(
+        f"SELECT key, {', '.join(names)} FROM collection_metadata WHERE collection_id = ? ORDER BY key",
+        (collection_id,),
+    ).fetchall()
+    return {row[0]: _typed_value(row[1:], names) for row in rows} or None
+
+
+def _json_column(raw: str | None) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+    return parsed or None
+
+
+def collections(conn: sqlite3.Connection) -> list[CollectionFacts]:
+    available = set(columns(conn, "collections"))
+    config_col = "config_json_str" if "config_json_str" in available else "NULL"
+    schema_col = "schema_str" if "schema_str" in available else "NULL"
+    dim_col = "dimension" if "dimension" in available else "NULL"
+    segments = conn.execute("SELECT id, scope, collection FROM segments").fetchall()
+    facts = []
+    for cid, name, dimension, config, schema in conn.execute(
+        f"SELECT id, name, {dim_col}, {config_col}, {schema_col} FROM collections ORDER BY name"
+    ):
+        scoped = {scope: sid for sid, scope, collection in segments if collection == cid}
+        item = CollectionFacts(
+            cid, name, dimension, _collection_metadata(conn, cid), _json_column(config), _json_column(schema),
+            scoped.get("METADATA"), scoped.get("VECTOR"),
+        )
+        if item.metadata_segment:
+            item.record_count = conn.execute(
+                "SELECT COUNT(*) FROM embeddings WHERE segment_id = ?", (item.metadata_segment,)
+            ).fetchone()[0]
+            item.list_metadata_keys = _list_metadata_keys(conn, item.metadata_segment)
+        facts.append(item)
+    return facts
+
+
+def _list_metadata_keys(conn: sqlite3.Connection, segment_id: str) -> dict[str, int]:
+    """key -> number of records holding a list value (1.5+ `embedding_metadata_array`)."""
+    if "embedding_metadata_array" not in table_names(conn):
+        return {}
+    rows = conn.execute(
+        "SELECT a.key, COUNT(DISTINCT a.id) FROM embedding_metadata_array a "
+        "JOIN embeddings e ON e.id = a.id WHERE e.segment_id = ? GROUP BY a.key ORDER BY a.key",
+        (segment_id,),
+    ).fetchall()
+    return dict(rows)
+
+
+def _find_hnsw_settings(node: Any) -> dict[str, Any]:
+    """Space and hnsw numbers from 1.x config/schema JSON, wherever the version nests them."""
+    found: dict[str, Any] = {}
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, dict | list):
+                for inner_key, inner_value in _find_hnsw_settings(value).items():
+                    found.setdefault(inner_key, inner_value)
+            elif key in HNSW_CONFIG_KEYS and value is not None:
+                found.setdefault(HNSW_CONFIG_KEYS[key], value)
+    elif isinstance(node, list):
+        for value in node:
+            for inner_key, inner_value in _find_hnsw_settings(value).items():
+                found.setdefault(inner_key, inner_value)
+    return found
+
+
+def index_settings(item: CollectionFacts, *, trust_config: bool) -> dict[str, Any]:
+    """space/M/construction_ef/search_ef in FORMAT.md's order: metadata, schema, then config.
+
+    0.5/0.6 write "l2" into config_json_str even for cosine collections, so callers pass
+    `trust_config=False` for 0.x databases.
+    """
+    settings: dict[str, Any] = {}
+    for key, name in HNSW_METADATA_KEYS.items():
+        if item.metadata and key in item.metadata:
+            settings[name] = item.metadata[key]
+    if trust_config:
+        schema_vector = (item.schema_json or {}).get("keys", {}).get("#embedding", item.schema_json)
+        for source in (schema_vector, item.config_json):
+            for name, value in _find_hnsw_settings(source).items():
+                settings.setdefault(name, value)
+    for name, value in HNSW_DEFAULTS.items():
+        settings.setdefault(name, value)
+    return settings
+
+
+def ids_in_range(conn: sqlite3.Connection, metadata_segment: str, low: str | None, high: str | None,
+                 ) -> list[str]:
+    """User ids with low <= id < high (None is unbounded), in id order (SQLite BINARY = code points)."""
+    query = "SELECT embedding_id FROM embeddings WHERE segment_id = ?"
+    params: list[Any] = [metadata_segment]
+    if low is not None:
+        query += " AND embedding_id >= ?"
+        params.append(low)
+    if high is not None:
+        query += " AND embedding_id < ?"
+        params.append(high)
+    return [row[0] for row in conn.execute(query + " ORDER BY embedding_id", params)]
+
+
+def batch_boundaries(conn: sqlite3.Connection, metadata_segment: str, batch_size: int) -> list[str]:
+    """Every batch_size-th id in id order: the lower bounds of batches 2..n, streamed."""
+    cursor = conn.execute(
+        "SELECT embedding_id FROM embeddings WHERE segment_id = ? ORDER BY embedding_id", (metadata_segment,)
+    )
+    bounds = []
+    for position, (record_id,) in enumerate(cursor):
+        if position and position % batch_size == 0:
+            bounds.append(record_id)
+    return bounds
+
+
+def size_on_disk(db_path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(db_path).rglob("*") if p.is_file())

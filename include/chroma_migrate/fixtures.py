@@ -1,0 +1,71 @@
+"""Build real databases with any supported chromadb version (tests, demo and benchmark).
+
+The records come from `worker.fixture_data`, written by the version's own chromadb in a
+child process, so a fixture is exactly what that version puts on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from chroma_migrate.versions import get_version
+from chroma_migrate.worker_client import run_worker
+
+FIXTURE_FORMAT = 1
+
+
+def receipt_spec(*, records: int = 600, dim: int = 16, big_dim: int | None = 1536, with_lists: bool = False,
+                 seed: int = 0) -> dict[str, Any]:
+    """`words` (cosine) and `lines` (l2), an ip collection, a log-only one and an empty one.
+
+    Small sync thresholds make the index flush several times, so upserts, deletes and
+    re-adds reach the hnsw files while the last few records stay only in the write log.
+    """
+    collections = [
+        {"name": "words", "kind": "word", "dim": dim, "records": records, "with_lists": with_lists,
+         "metadata": {"hnsw:space": "cosine", "hnsw:M": 24, "hnsw:construction_ef": 120, "hnsw:batch_size": 50,
+                      "hnsw:sync_threshold": 200, "owner": "receipts", "schema_version": 3}},
+        {"name": "lines", "kind": "line", "dim": dim, "records": max(records // 2, 1), "with_lists": with_lists,
+         "metadata": {"hnsw:space": "l2", "hnsw:batch_size": 50, "hnsw:sync_threshold": 100,
+                      "description": "receipt lines ✓"}},
+        {"name": "scores_ip", "kind": "line", "dim": dim, "records": 150, "tail": 20,
+         "metadata": {"hnsw:space": "ip", "hnsw:search_ef": 50}},
+        {"name": "log_only", "kind": "word", "dim": dim, "records": 60, "tail": 60, "history": False},
+        {"name": "empty_collection", "kind": "word", "dim": dim, "records": 0, "metadata": {"note": "empty"}},
+    ]
+    if big_dim:
+        collections.append({"name": "words_1536", "kind": "word", "dim": big_dim, "records": 250,
+                            "metadata": {"hnsw:space": "cosine", "hnsw:sync_threshold": 100}})
+    return {"seed": seed, "collections": collections}
+
+
+def spec_key(version: str, spec: dict[str, Any]) -> str:
+    text = json.dumps({"format": FIXTURE_FORMAT, "version": version, "spec": spec}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def build_database(path: Path, version: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Write a fresh database at `path` with chromadb `version`."""
+    get_version(version)
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return run_worker(version, "build_fixture", {"path": str(path), "spec": spec}).data
+
+
+def cached_database(cache_dir: Path, version: str, spec: dict[str, Any]) -> Path:
+    """A database built once per (version, spec) and reused; callers copy it before use."""
+    target = Path(cache_dir) / f"chromadb-{version}-{spec_key(version, spec)}"
+    if (target / ".complete").is_file():
+        return target
+    staging = target.with_name(target.name + ".building")
+    build_database(staging, version, spec)
+    (staging / ".complete").write_text(json.dumps({"version": version, "spec": spec}))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return target

@@ -1,0 +1,133 @@
+"""What a database is, read without chromadb and without changing a byte.
+
+`describe_database` is also the gate every command passes first: it refuses a path that
+is not a ChromaDB database, a damaged SQLite file, a missing segment folder, or a schema
+newer than any supported version, each with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chroma_migrate import dbfile
+from chroma_migrate.errors import MigrationError, NotAChromaDatabaseError, UnsupportedVersionError
+from chroma_migrate.versions import (
+    ChromaVersion,
+    newest_known_signature,
+    supported_versions,
+    versions_with_signature,
+)
+
+
+@dataclass
+class CollectionInfo:
+    name: str
+    id: str
+    records: int
+    dimension: int | None
+    index: dict[str, Any]
+    metadata: dict[str, Any] | None
+    configuration: dict[str, Any] | None
+    list_metadata_keys: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class DatabaseInfo:
+    path: str
+    size_bytes: int
+    signature: dict[str, int]
+    written_by: list[str]
+    reader_version: str
+    collections: list[CollectionInfo]
+
+    def collection(self, name: str) -> CollectionInfo:
+        for item in self.collections:
+            if item.name == name:
+                return item
+        raise MigrationError(
+            f"Collection {name!r} is not in {self.path}.",
+            f"Choose from: {', '.join(c.name for c in self.collections) or '(no collections)'}.",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_directory(path: Path) -> None:
+    if not path.exists():
+        raise NotAChromaDatabaseError(
+            f"{path} does not exist.", "Pass the folder you give to chromadb.PersistentClient(path=...)."
+        )
+    if not path.is_dir() or not (path / dbfile.SQLITE_FILE).is_file():
+        raise NotAChromaDatabaseError(
+            f"{path} is not a ChromaDB persistent database: it has no {dbfile.SQLITE_FILE}.",
+            "Pass the folder you give to chromadb.PersistentClient(path=...), the one holding chroma.sqlite3.",
+        )
+
+
+def reader_for(signature: dict[str, int]) -> ChromaVersion:
+    """The oldest supported version that can open this schema (an exact match when one exists)."""
+    exact = versions_with_signature(signature)
+    if exact:
+        return exact[0]
+    newest = newest_known_signature()
+    too_new = {name: number for name, number in signature.items() if number > newest.get(name, 0)}
+    if too_new:
+        found = ", ".join(f"{name} migration {number}" for name, number in sorted(too_new.items()))
+        raise UnsupportedVersionError(
+            f"The database was written by a chromadb newer than any supported version ({found}).",
+            "Add a runtime file for that chromadb version under include/chroma_migrate/runtimes/.",
+        )
+    for version in supported_versions():
+        if all(version.signature.get(name, 0) >= number for name, number in signature.items()):
+            return version
+    raise UnsupportedVersionError(f"No supported chromadb version can open schema {signature}.")
+
+
+def describe_database(path: Path) -> DatabaseInfo:
+    path = Path(path)
+    _check_directory(path)
+    sqlite_path = path / dbfile.SQLITE_FILE
+    try:
+        with dbfile.open_readonly(path) as conn:
+            problems = dbfile.integrity_problems(conn)
+            if problems:
+                raise NotAChromaDatabaseError(
+                    f"{sqlite_path} is damaged: {'; '.join(problems[:3])}.",
+                    "Restore the database from a backup or an earlier snapshot; nothing was modified.",
+                )
+            signature = dbfile.migration_signature(conn)
+            facts = dbfile.collections(conn)
+    except dbfile.DatabaseFileError as exc:
+        raise NotAChromaDatabaseError(
+            f"{sqlite_path} cannot be read as a ChromaDB database ({exc}).",
+            "Check that the file is complete (not truncated by a failed copy) or restore it from a backup.",
+        ) from exc
+    reader = reader_for(signature)
+    collections = []
+    for item in facts:
+        _check_segment_folder(path, item)
+        collections.append(CollectionInfo(
+            name=item.name, id=item.id, records=item.record_count, dimension=item.dimension,
+            index=dbfile.index_settings(item, trust_config=reader.is_rust_core),
+            metadata=item.metadata,
+            configuration=item.config_json if reader.is_rust_core else None,
+            list_metadata_keys=item.list_metadata_keys,
+        ))
+    return DatabaseInfo(
+        path=str(path), size_bytes=dbfile.size_on_disk(path), signature=signature,
+        written_by=[v.version for v in versions_with_signature(signature)], reader_version=reader.version,
+        collections=collections,
+    )
+
+
+def _check_segment_folder(path: Path, item: dbfile.CollectionFacts) -> None:
+    """chromadb creates the vector folder with the first record; without it records are lost."""
+    if item.record_count and item.vector_segment and not (path / item.vector_segment).is_dir():
+        raise NotAChromaDatabaseError(
+            f"Collection {item.name!r} has {item.record_count} records but its vector segment folder "
+            f"{path / item.vector_segment} is missing.",
+            "The copy of this database is incomplete: copy the whole folder again, segment folders included.",
+        )

@@ -1,0 +1,205 @@
+"""Write a verified copy of a database in another chromadb version's format.
+
+All work happens in a hidden sibling of OUT (same file system, so the final step is a
+rename): a copy of the source, the target being built, and the exported batches. OUT
+appears only after verification passed; a failure removes the sibling and leaves PATH
+and OUT as they were.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chroma_migrate.batches import CollectionPlan, export_collections, plan_collections
+from chroma_migrate.collection_spec import target_collection_spec, unrepresentable
+from chroma_migrate.errors import (
+    MigrationError,
+    UnrepresentableDataError,
+    VerificationFailedError,
+    WorkerFailedError,
+)
+from chroma_migrate.inspection import DatabaseInfo, describe_database
+from chroma_migrate.phases import PhaseLog
+from chroma_migrate.probe import downgrade_reason
+from chroma_migrate.verify import verify_databases
+from chroma_migrate.versions import ChromaVersion, get_version
+from chroma_migrate.worker_client import run_worker
+
+STRATEGIES = ("auto", "upgrade", "rebuild")
+DEFAULT_BATCH_SIZE = 5000
+
+
+@dataclass
+class MigrationRequest:
+    source: Path
+    out: Path
+    target: str
+    strategy: str = "auto"
+    collections: list[str] | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    workers: int = 1
+
+
+@dataclass
+class Attempt:
+    strategy: str
+    outcome: str
+    reason: str = ""
+
+
+@dataclass
+class MigrationState:
+    request: MigrationRequest
+    target: ChromaVersion
+    info: DatabaseInfo
+    stage: Path
+    names: list[str]
+    phases: PhaseLog
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def source_copy(self) -> Path:
+        return self.stage / "source"
+
+    @property
+    def target_db(self) -> Path:
+        return self.stage / "target"
+
+
+def validate_request(request: MigrationRequest) -> tuple[ChromaVersion, DatabaseInfo, list[str]]:
+    """Everything that can be refused before any work is refused here."""
+    target = get_version(request.target)
+    if request.strategy not in STRATEGIES:
+        raise MigrationError(f"Unknown strategy {request.strategy!r}.", f"Use one of {', '.join(STRATEGIES)}.")
+    if request.batch_size < 1:
+        raise MigrationError(f"--batch-size must be at least 1, got {request.batch_size}.",
+                             f"Use a positive number; {DEFAULT_BATCH_SIZE} is the default.")
+    if request.workers < 1:
+        raise MigrationError(f"--workers must be at least 1, got {request.workers}.", "Use 1 or more.")
+    source, out = request.source.resolve(), request.out.resolve()
+    if out == source or source in out.parents:
+        raise MigrationError(f"OUT {out} is inside the source {source}.", "Choose an OUT outside PATH.")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise MigrationError(f"OUT {out} already exists and is not empty.",
+                             "Choose a new path, or remove it first if its content is no longer needed.")
+    if not out.parent.is_dir():
+        raise MigrationError(f"The parent folder of OUT, {out.parent}, does not exist.", "Create it first.")
+    info = describe_database(source)
+    names = request.collections or [c.name for c in info.collections]
+    for name in names:
+        info.collection(name)
+    problems = [p for name in names for p in unrepresentable(info.collection(name), target)]
+    if problems:
+        raise UnrepresentableDataError(
+            "The target cannot hold this data: " + "; ".join(problems) + ".",
+            "Migrate to chromadb 1.5 or newer, or flatten the list metadata first.",
+        )
+    return target, info, names
+
+
+def _free_bytes(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
+def migrate(request: MigrationRequest, log=print) -> dict[str, Any]:
+    target, info, names = validate_request(request)
+    out = request.out.resolve()
+    need = 3 * info.size_bytes
+    if _free_bytes(out.parent) < need:
+        raise MigrationError(f"{out.parent} has {_free_bytes(out.parent)} bytes free; this migration needs "
+                             f"about {need} (a copy, the new database and the batches).", "Free space first.")
+    stage = out.parent / f".{out.name}.chroma-migrate-{uuid.uuid4().hex[:8]}"
+    state = MigrationState(request, target, info, stage, names, PhaseLog(log))
+    stage.mkdir()
+    try:
+        with state.phases.phase("copy source"):
+            shutil.copytree(info.path, state.source_copy)
+        verification = _run_strategies(state, log)
+        if out.exists():
+            out.rmdir()
+        state.target_db.rename(out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    final = state.attempts[-1]
+    return {
+        "source": info.path, "out": str(out), "source_version": info.reader_version,
+        "written_by": info.written_by, "target_version": target.version, "strategy": final.strategy,
+        "attempts": [a.__dict__ for a in state.attempts], "collections": names,
+        "verification": verification, "phases": state.phases.to_list(),
+        "total_seconds": state.phases.total_seconds,
+    }
+
+
+def _run_strategies(state: MigrationState, log) -> dict[str, Any]:
+    requested = state.request.strategy
+    downgrade = downgrade_reason(state.info.signature, state.target)
+    if requested == "upgrade" and downgrade:
+        raise MigrationError(f"The upgrade strategy cannot work here: {downgrade}.", "Use --strategy rebuild or auto.")
+    plan = ["rebuild"] if requested == "rebuild" or downgrade else ["upgrade"]
+    if requested == "auto" and not downgrade:
+        plan.append("rebuild")
+    for position, strategy in enumerate(plan):
+        last = position == len(plan) - 1
+        shutil.rmtree(state.target_db, ignore_errors=True)
+        try:
+            verification = _upgrade(state) if strategy == "upgrade" else _rebuild(state)
+        except (WorkerFailedError, VerificationFailedError) as exc:
+            state.attempts.append(Attempt(strategy, "failed", exc.problem))
+            if last:
+                raise
+            log(f"{strategy} failed ({exc.problem}); falling back to rebuild")
+            continue
+        reason = downgrade or ("requested" if requested != "auto" else "the target opens a copy and it verifies")
+        state.attempts.append(Attempt(strategy, "verified", reason))
+        return verification
+    raise AssertionError("unreachable: the last strategy either returns or raises")
+
+
+def _verify(state: MigrationState, source_plans: dict[str, CollectionPlan] | None = None) -> dict[str, Any]:
+    with state.phases.phase("verify"):
+        report = verify_databases(
+            state.source_copy, state.target_db, source_version=state.info.reader_version,
+            target_version=state.target.version, collections=state.names, batch_size=state.request.batch_size,
+            workers=state.request.workers, work_dir=state.stage, phases=state.phases,
+            source_plans=source_plans,
+        )
+    if not report["passed"]:
+        raise VerificationFailedError("Verification failed: " + "; ".join(report["problems"][:5]), report)
+    return report
+
+
+def _upgrade(state: MigrationState) -> dict[str, Any]:
+    """Copy, let the target open (and migrate) the copy, drop unselected collections, verify."""
+    with state.phases.phase("upgrade: copy"):
+        shutil.copytree(state.info.path, state.target_db)
+    with state.phases.phase("upgrade: open with target"):
+        result = run_worker(state.target.version, "describe", {"path": str(state.target_db)})
+        state.phases.child_peak(result.peak_rss_bytes)
+        unselected = [c.name for c in state.info.collections if c.name not in state.names]
+        if unselected:
+            run_worker(state.target.version, "delete_collections",
+                       {"path": str(state.target_db), "names": unselected})
+    return _verify(state)
+
+
+def _rebuild(state: MigrationState) -> dict[str, Any]:
+    """Export with the source version in id-range batches, load into a fresh target database."""
+    state.target_db.mkdir()
+    version = state.info.reader_version
+    dimensions = {name: state.info.collection(name).dimension for name in state.names}
+    with state.phases.phase("rebuild: export", workers=state.request.workers):
+        plans = plan_collections(version, state.source_copy, dimensions, state.request.batch_size, state.phases)
+        exported = export_collections(version, state.source_copy, plans, state.stage / "export",
+                                      workers=state.request.workers, phases=state.phases)
+        for name, plan in plans.items():
+            plan.files = exported[name]
+    with state.phases.phase("rebuild: load"):
+        jobs = [{"collection": target_collection_spec(state.info.collection(name), state.target),
+                 "files": [str(f) for f in plans[name].files]} for name in state.names]
+        result = run_worker(state.target.version, "load", {"path": str(state.target_db), "jobs": jobs})
+        state.phases.child_peak(result.peak_rss_bytes)
+    return _verify(state, plans)

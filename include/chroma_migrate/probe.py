@@ -1,0 +1,94 @@
+"""Decide per collection whether a target version needs noop, upgrade or rebuild.
+
+Facts come from the read-only SQLite gate; anything that needs the target to open the
+database happens on a copy, in the target's runtime, in a child process.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from chroma_migrate.collection_spec import unrepresentable
+from chroma_migrate.errors import WorkerFailedError
+from chroma_migrate.inspection import DatabaseInfo, describe_database
+from chroma_migrate.versions import ChromaVersion, get_version
+from chroma_migrate.worker_client import run_worker
+
+
+@dataclass
+class CollectionVerdict:
+    collection: str
+    strategy: str  # noop | upgrade | rebuild | blocked
+    reason: str
+
+
+@dataclass
+class ProbeResult:
+    path: str
+    target: str
+    source_signature: dict[str, int]
+    written_by: list[str]
+    strategy: str
+    reason: str
+    collections: list[CollectionVerdict]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def downgrade_reason(signature: dict[str, int], target: ChromaVersion) -> str | None:
+    newer = [f"{name} migration {number}" for name, number in sorted(signature.items())
+             if number > target.signature.get(name, 0)]
+    if not newer:
+        return None
+    known = ", ".join(f"{name} up to {target.signature.get(name, 0)}" for name, _ in sorted(signature.items()))
+    return (f"the database has {', '.join(newer)} but chromadb {target.version} knows {known}: "
+            f"an older version cannot open a newer schema (1.0.20 panics on sysdb 10), so the data is "
+            f"rebuilt in its format")
+
+
+def pending_migrations(signature: dict[str, int], target: ChromaVersion) -> list[str]:
+    return [f"{name} {signature.get(name, 0)}→{number}" for name, number in sorted(target.signature.items())
+            if number > signature.get(name, 0)]
+
+
+def try_open_copy(info: DatabaseInfo, target: ChromaVersion, work_dir: Path | None) -> tuple[bool, str]:
+    """Open a copy with the target; (True, summary) or (False, why it cannot)."""
+    with tempfile.TemporaryDirectory(prefix="chroma-migrate-probe-", dir=work_dir) as scratch:
+        copy = Path(scratch) / "db"
+        shutil.copytree(info.path, copy)
+        try:
+            described = run_worker(target.version, "describe", {"path": str(copy)}).data
+        except WorkerFailedError as exc:
+            return False, f"chromadb {target.version} cannot open a copy: {exc.problem}"
+    counts = {c["name"]: c["count"] for c in described["collections"]}
+    wrong = [c.name for c in info.collections if counts.get(c.name) != c.records]
+    if wrong:
+        return False, f"chromadb {target.version} opened a copy but counts differ for {', '.join(wrong)}"
+    return True, f"chromadb {target.version} opened a copy and counts match"
+
+
+def probe(path: Path, target_version: str, *, work_dir: Path | None = None) -> ProbeResult:
+    target = get_version(target_version)
+    info = describe_database(path)
+    blocked = {c.name: "; ".join(unrepresentable(c, target)) for c in info.collections if unrepresentable(c, target)}
+    if info.signature == target.signature:
+        opened, detail = try_open_copy(info, target, work_dir)
+        strategy, reason = ("noop", f"already in chromadb {target.version}'s format; {detail}") if opened else (
+            "rebuild", detail)
+    elif reason := downgrade_reason(info.signature, target):
+        strategy = "rebuild"
+    else:
+        opened, detail = try_open_copy(info, target, work_dir)
+        steps = ", ".join(pending_migrations(info.signature, target))
+        strategy, reason = ("upgrade", f"chromadb {target.version} applies migrations {steps}; {detail}") if (
+            opened) else ("rebuild", detail)
+    verdicts = [CollectionVerdict(c.name, "blocked" if c.name in blocked else strategy,
+                                  blocked.get(c.name, reason)) for c in info.collections]
+    overall = "blocked" if blocked else strategy
+    return ProbeResult(str(path), target.version, info.signature, info.written_by, overall,
+                       "; ".join(blocked.values()) if blocked else reason, verdicts)

@@ -1,0 +1,89 @@
+"""Readable summaries of the JSON documents the commands produce."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+def render_inspect(info: dict[str, Any]) -> str:
+    lines = [
+        f"database   {info['path']} ({_mib(info['size_bytes'])})",
+        f"written by chromadb {' / '.join(info['written_by']) or 'unknown'} "
+        f"(migrations {_signature(info['signature'])}; read with {info['reader_version']})",
+        f"{'collection':<24}{'records':>10}{'dim':>7}  {'space':<7}{'M':>4}{'ef_c':>6}{'ef_s':>6}  metadata",
+    ]
+    for c in info["collections"]:
+        index = c["index"]
+        user = {k: v for k, v in (c["metadata"] or {}).items() if not k.startswith("hnsw:")}
+        lines.append(f"{c['name']:<24}{c['records']:>10}{c['dimension'] or '-':>7}  {index['space']:<7}"
+                     f"{index['M']:>4}{index['construction_ef']:>6}{index['search_ef']:>6}  {user or ''}")
+        if c["list_metadata_keys"]:
+            lines.append(f"{'':<24}list metadata: {c['list_metadata_keys']}")
+    return "\n".join(lines)
+
+
+def _signature(signature: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(signature.items()))
+
+
+def render_probe(result: dict[str, Any]) -> str:
+    lines = [f"probe {result['path']} -> chromadb {result['target']}: {result['strategy']}",
+             f"  {result['reason']}"]
+    lines += [f"  {c['collection']:<24}{c['strategy']:<9}" for c in result["collections"]]
+    return "\n".join(lines)
+
+
+def render_verification(report: dict[str, Any]) -> str:
+    verdict = "PASSED" if report["passed"] else "FAILED"
+    lines = [f"verification {verdict}: chromadb {report['source_version']} -> {report['target_version']}"]
+    for c in report["collections"]:
+        records = c.get("records")
+        if not records:
+            lines.append(f"  {c['collection']:<24} {'; '.join(c['problems'])}")
+            continue
+        recall = c["recall"]
+        recall_text = (f"recall {recall['source_recall']:.3f}->{recall['target_recall']:.3f}"
+                       if recall.get("queries") else "recall n/a")
+        lines.append(
+            f"  {c['collection']:<24} {'ok ' if c['passed'] else 'BAD'} {records['source_count']:>8} -> "
+            f"{records['target_count']:<8} identical {records['identical']}, equivalent {records['equivalent']}, "
+            f"missing {records['missing']}, extra {records['extra']}, different {records['different']}; "
+            f"digest {'=' if records['digest_equal'] else '≠'} {records['target_digest'][:12]}; {recall_text}"
+        )
+        for reason, count in records["equivalent_reasons"].items():
+            lines.append(f"  {'':<24}   equivalent: {count} × {reason}")
+        for problem in c["problems"]:
+            lines.append(f"  {'':<24}   problem: {problem}")
+        if records["missing_sample"]:
+            lines.append(f"  {'':<24}   missing e.g. {records['missing_sample'][:3]}")
+        if records["extra_sample"]:
+            lines.append(f"  {'':<24}   extra e.g. {records['extra_sample'][:3]}")
+        if records["different_sample"]:
+            lines.append(f"  {'':<24}   different e.g. {records['different_sample'][:3]}")
+    for problem in report["problems"]:
+        if ": missing in the target" in problem or "not in the source" in problem:
+            lines.append(f"  {problem}")
+    return "\n".join(lines)
+
+
+def render_phases(phases: list[dict[str, Any]]) -> str:
+    lines = [f"  {'phase':<28}{'seconds':>9}{'peak RSS':>12}"]
+    lines += [f"  {p['name']:<28}{p['seconds']:>9.2f}{_mib(p['peak_rss_bytes']):>12}" for p in phases]
+    return "\n".join(lines)
+
+
+def render_migration(result: dict[str, Any]) -> str:
+    lines = [
+        f"migrated {result['source']} (chromadb {'/'.join(result['written_by']) or result['source_version']}) "
+        f"-> {result['out']} (chromadb {result['target_version']})",
+        f"strategy {result['strategy']}; attempts: "
+        + "; ".join(f"{a['strategy']} {a['outcome']} ({a['reason']})" for a in result["attempts"]),
+        render_verification(result["verification"]),
+        render_phases(result["phases"]),
+        f"  total {result['total_seconds']:.2f}s",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""The supported chromadb versions and what each one writes, read from the runtime files.
+
+Adding a version is adding `runtimes/chromadb-X.Y.Z.txt`: its header carries the two facts
+the engine needs without starting that version (its schema migrations and batch limit).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from chroma_migrate.errors import UnsupportedVersionError
+
+RUNTIME_FILES_DIR = Path(__file__).parent / "runtimes"
+MIGRATION_DIRS = ("sysdb", "metadb", "embeddings_queue")
+# The schema family is what the `migrations` table tells apart; list metadata arrived in 1.5.
+LIST_METADATA_SINCE = (1, 5, 0)
+
+_FILE_NAME = re.compile(r"^chromadb-(\d+\.\d+\.\d+)\.txt$")
+_MIGRATIONS_LINE = re.compile(r"^# migrations: (.+)$", re.MULTILINE)
+_BATCH_LINE = re.compile(r"^# max-batch-size: (\d+)$", re.MULTILINE)
+
+Signature = dict[str, int]
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+@dataclass(frozen=True)
+class ChromaVersion:
+    """One supported chromadb release and the facts measured on databases it writes."""
+
+    version: str
+    requirements: Path
+    signature: Signature
+    max_batch_size: int
+
+    @property
+    def key(self) -> tuple[int, ...]:
+        return version_key(self.version)
+
+    @property
+    def supports_list_metadata(self) -> bool:
+        return self.key >= LIST_METADATA_SINCE
+
+    @property
+    def is_rust_core(self) -> bool:
+        """1.x keeps collection settings in `configuration`, 0.x only in `hnsw:*` metadata."""
+        return self.key >= (1, 0, 0)
+
+    @property
+    def family(self) -> str:
+        return f"{self.key[0]}.{self.key[1]}"
+
+
+def _parse_runtime_file(path: Path, version: str) -> ChromaVersion:
+    text = path.read_text()
+    migrations = _MIGRATIONS_LINE.search(text)
+    batch = _BATCH_LINE.search(text)
+    if not migrations or not batch:
+        raise UnsupportedVersionError(
+            f"Runtime file {path} lacks its '# migrations:' or '# max-batch-size:' header line.",
+            "Copy the header of another runtime file and fill in the values measured for this version.",
+        )
+    signature = {}
+    for pair in migrations.group(1).split():
+        name, _, number = pair.partition("=")
+        signature[name] = int(number)
+    return ChromaVersion(version, path, signature, int(batch.group(1)))
+
+
+@functools.cache
+def supported_versions() -> tuple[ChromaVersion, ...]:
+    found = []
+    for path in RUNTIME_FILES_DIR.iterdir():
+        match = _FILE_NAME.match(path.name)
+        if match:
+            found.append(_parse_runtime_file(path, match.group(1)))
+    return tuple(sorted(found, key=lambda v: v.key))
+
+
+def supported_version_names() -> list[str]:
+    return [v.version for v in supported_versions()]
+
+
+def get_version(version: str) -> ChromaVersion:
+    for candidate in supported_versions():
+        if candidate.version == version:
+            return candidate
+    raise UnsupportedVersionError(
+        f"chromadb {version!r} is not a supported version.",
+        f"Use one of {', '.join(supported_version_names())}, or add "
+        f"include/chroma_migrate/runtimes/chromadb-{version}.txt to support it.",
+    )
+
+
+def latest_version() -> ChromaVersion:
+    return supported_versions()[-1]
+
+
+def versions_with_signature(signature: Signature) -> list[ChromaVersion]:
+    """The versions that write exactly this set of migrations (several can share one)."""
+    return [v for v in supported_versions() if v.signature == signature]
+
+
+def newest_known_signature() -> Signature:
+    """Per migration directory, the highest migration any supported version applies."""
+    newest: Signature = {}
+    for version in supported_versions():
+        for name, number in version.signature.items():
+            newest[name] = max(newest.get(name, 0), number)
+    return newest

@@ -1,0 +1,44 @@
+"""Entry point of a runtime child process: read a request, run one op, write a response."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+
+PROTOCOL_VERSION = 1
+
+
+def _operations():
+    from chroma_migrate.worker import read_ops, write_ops
+
+    return {
+        "facts": read_ops.facts,
+        "describe": read_ops.describe,
+        "plan": read_ops.plan,
+        "export": read_ops.export,
+        "query": read_ops.query,
+        "dump": read_ops.dump,
+        "load": write_ops.load,
+        "delete_collections": write_ops.delete_collections,
+        "build_fixture": write_ops.build_fixture,
+    }
+
+
+def main(request_path: str, response_path: str) -> int:
+    request = json.loads(Path(request_path).read_text())
+    try:
+        if request.get("protocol") != PROTOCOL_VERSION:
+            raise ValueError(f"worker speaks protocol {PROTOCOL_VERSION}, request has {request.get('protocol')}")
+        operation = _operations()[request["op"]]
+        response = {"ok": True, "result": operation(**request["args"])}
+    except BaseException as exc:  # a pyo3 PanicException is a BaseException
+        traceback.print_exc()
+        response = {"ok": False, "error_type": type(exc).__name__, "error": str(exc)[:4000]}
+    Path(response_path).write_text(json.dumps(response))
+    return 0 if response["ok"] else 3
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1], sys.argv[2]))

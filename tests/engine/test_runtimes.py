@@ -1,0 +1,50 @@
+"""Each runtime is a real chromadb of its version, and the facts in its file hold."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from chroma_migrate.runtimes import list_runtimes
+from chroma_migrate.versions import supported_versions
+from chroma_migrate.worker_client import run_worker
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("version", supported_versions(), ids=lambda v: v.version)
+def test_runtime_facts_match_its_file(version):
+    facts = run_worker(version.version, "facts", {}).data
+    assert facts["version"] == version.version
+    assert facts["signature"] == version.signature
+    assert facts["max_batch_size"] == version.max_batch_size
+
+
+def test_runtime_list_and_ensure_are_idempotent():
+    listed = json.loads(run_cli("runtime", "list", "--json", check=True).stdout)["runtimes"]
+    assert [r["version"] for r in listed] == [r["version"] for r in list_runtimes()]
+    assert all(r["built"] for r in listed)
+    ensured = json.loads(run_cli("runtime", "ensure", "1.0.20", "--json", check=True).stdout)
+    assert ensured["runtimes"][0]["python"].endswith("chromadb-1.0.20/bin/python")
+
+
+def test_a_rust_panic_in_the_child_is_a_reported_failure(copy_of):
+    """1.0.20 panics on a 1.5.9 database (DESIGN.md); the caller gets the panic as an error."""
+    from chroma_migrate.errors import WorkerFailedError
+
+    db = copy_of("1.5.9")
+    with pytest.raises(WorkerFailedError) as caught:
+        run_worker("1.0.20", "describe", {"path": str(db)})
+    assert "chromadb 1.0.20 failed during describe" in caught.value.problem
+    assert "Panic" in caught.value.problem or "out of range" in caught.value.problem
+
+
+def test_a_killed_child_reports_its_signal(tmp_path):
+    from chroma_migrate.errors import WorkerFailedError
+
+    with pytest.raises(WorkerFailedError) as caught:
+        run_worker("1.5.9", "facts", {}, timeout_s=0.2)
+    assert caught.value.signal_name == "SIGKILL"
+    assert "killed by SIGKILL" in caught.value.problem
