@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -47,6 +48,7 @@ MIB = 2**20
 
 SPEEDUP_TARGET = 5.0  # upgrade at least 5× faster than the hand-written baseline
 REBUILD_VS_RAW_TARGET = 0.9  # rebuild throughput at least 0.9× the target's raw add()
+BUSY_SHARE = 0.10  # other processes using more than this share of the CPUs make a figure suspect
 
 
 @dataclass
@@ -107,6 +109,39 @@ def run_child(argv: list[str], answer_path: Path, env: dict[str, str]) -> ChildR
                  else f"signal {-process.returncode}")
     return ChildRun(process.returncode == 0, seconds, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime,
                     exit_text, answer)
+
+
+def system_busy_seconds() -> float | None:
+    """CPU time all CPUs spent busy (steal included) since boot, from /proc/stat; None elsewhere."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def observed(key: str, results: dict[str, dict[str, Any]], measure: Any, *args: Any) -> None:
+    """Run one measurement and note the CPU time other processes took meanwhile.
+
+    The machine has few cores; a test run or a build next to the benchmark slows whatever
+    it measures, so each figure carries how busy the machine was with work not its own.
+    """
+    busy, own, started = system_busy_seconds(), own_cpu_seconds(), time.perf_counter()
+    result = measure(*args)
+    elapsed = time.perf_counter() - started
+    after = system_busy_seconds()
+    if busy is not None and after is not None:
+        mine = (result.get("cpu_seconds") or 0.0) + own_cpu_seconds() - own
+        foreign = max(0.0, after - busy - mine)
+        result["foreign_cpu_seconds"] = round(foreign, 2)
+        result["foreign_cpu_share"] = round(foreign / (elapsed * (os.cpu_count() or 1)), 3) if elapsed else None
+    results[key] = result
 
 
 def tree_bytes(path: Path) -> int:
@@ -196,11 +231,33 @@ def measure_engine(strategy: str, source: Path, work: Path, args: argparse.Names
         "migrate_seconds": answer.get("seconds"), "engine_total_seconds": round(sum(p["seconds"] for p in phases), 3),
         "phases": phases, "phase_peak_rss_bytes": phase_peak, "process_tree_peak_rss_bytes": child.peak_rss_bytes,
         "out_bytes": tree_bytes(out) if out.is_dir() else None, "attempts": result.get("attempts"),
-        "verification": verification,
+        "verification": verification, "worker_calls": answer.get("worker_calls", []),
     }
     shutil.rmtree(out, ignore_errors=True)
     return measurement(strategy, child.seconds, records, max(phase_peak, child.peak_rss_bytes), child.cpu_seconds,
                        completed, **detail)
+
+
+def busy_seconds(intervals: list[tuple[float, float]]) -> float:
+    """Length of the union of [start, end) intervals: time at least one of them was running."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
+def worker_breakdown(phase: str, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (version, op) in one phase: runtime children started, their busy time and largest peak."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for call in calls:
+        if call.get("phase") == phase:
+            groups.setdefault((call["version"], call["op"]), []).append(call)
+    return [{"version": version, "op": op, "children": len(group),
+             "busy_seconds": busy_seconds([(c["start"], c["end"]) for c in group]),
+             "peak_rss_bytes": max((c.get("peak_rss_bytes") or 0 for c in group), default=0)}
+            for (version, op), group in sorted(groups.items(), key=lambda item: item[1][0]["start"])]
 
 
 def measure_raw_add(work: Path, args: argparse.Namespace, records: int) -> dict[str, Any]:
@@ -287,7 +344,7 @@ def print_measurements(results: dict[str, dict[str, Any]], args: argparse.Namesp
         "rebuild": "engine rebuild (incl. verify)",
         "raw_add": f"raw add, chromadb {args.target_version} *",
     }
-    print(f"\n{'measurement':<38}{'wall s':>9}{'records/s':>12}{'peak RSS':>12}{'CPU s':>9}  status")
+    print(f"\n{'measurement':<38}{'wall s':>9}{'records/s':>12}{'peak RSS':>12}{'CPU s':>9}{'other CPU':>10}  status")
     for key, label in labels.items():
         m = results.get(key)
         if m is None:
@@ -298,16 +355,32 @@ def print_measurements(results: dict[str, dict[str, Any]], args: argparse.Namesp
             status = "ok" if row["ok"] else f"FAILED {row.get('error') or row.get('exit') or ''}".strip()
             if row["ok"] and row.get("verified") is False:
                 status = f"ran, but NOT VERIFIED: {row.get('error')}"
+            share = row.get("foreign_cpu_share")
             print(f"{text:<38}{_fmt(row['wall_seconds'], '.2f'):>9}{_fmt(row['records_per_second'], ',.0f'):>12}"
-                  f"{_mib(row['peak_rss_bytes']):>12}{_fmt(row['cpu_seconds'], '.1f'):>9}  {status}")
+                  f"{_mib(row['peak_rss_bytes']):>12}{_fmt(row['cpu_seconds'], '.1f'):>9}"
+                  f"{_fmt(share * 100 if share is not None else None, '.0f', '%'):>10}  {status}")
     print("  * raw add: add() loop timed inside the process (no interpreter start); CPU s is the whole process.")
+    print(f"  other CPU: share of the machine's {os.cpu_count()} CPUs that other processes used during the step.")
+    busy = [key for key, m in results.items() if (m.get("foreign_cpu_share") or 0) > BUSY_SHARE]
+    if busy:
+        print(f"  WARNING: the machine was busy with other work during {', '.join(busy)}; those figures are slow.")
+    print("  Engine phases below: seconds each kind of runtime child was running (children of one kind may run")
+    print("  in parallel), and the time no child was running, i.e. spent in the engine process itself.")
     for key in ("upgrade", "rebuild"):
         m = results.get(key)
         if not m or not m.get("phases"):
             continue
         print(f"\n{key} phases{'':<22}{'seconds':>9}{'peak RSS':>12}")
+        calls = m.get("worker_calls", [])
         for phase in m["phases"]:
             print(f"  {phase['name']:<34}{phase['seconds']:>9.2f}{_mib(phase['peak_rss_bytes']):>12}")
+            mine = [c for c in calls if c.get("phase") == phase["name"]]
+            for row in worker_breakdown(phase["name"], calls):
+                label = f"{row['op']} ×{row['children']} (chromadb {row['version']})"
+                print(f"    {label:<32}{row['busy_seconds']:>9.2f}{_mib(row['peak_rss_bytes']):>12}")
+            if mine:
+                outside = max(0.0, phase["seconds"] - busy_seconds([(c["start"], c["end"]) for c in mine]))
+                print(f"    {'no child running (engine itself)':<32}{outside:>9.2f}")
         print(f"  {'sum of phases':<34}{m['engine_total_seconds']:>9.2f}")
         print(f"  {'migrate() wall / process wall':<34}{m['migrate_seconds']:>9.2f} / {m['wall_seconds']:.2f}")
 
@@ -344,6 +417,7 @@ def source_database(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stamp = time.strftime("%Y%m%dT%H%M%S")
+    load_before = os.getloadavg()
     for version in (args.source_version, args.target_version):
         ensure_runtime(version)
     source, source_facts = source_database(args)
@@ -356,16 +430,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         warm_page_cache(source)
         print("plain copy ...", flush=True)
-        results["plain_copy"] = measure_copy(source, work, records)
+        observed("plain_copy", results, measure_copy, source, work, records)
         if not args.skip_baseline:
             print("naive baseline (reads the plain copy in place, as a script would) ...", flush=True)
-            results["baseline"] = measure_baseline(Path(results["plain_copy"]["path"]), work, args, records)
+            observed("baseline", results, measure_baseline, Path(results["plain_copy"]["path"]), work, args, records)
         shutil.rmtree(work / "plain-copy", ignore_errors=True)
         for strategy in ("upgrade", "rebuild"):
             print(f"engine {strategy} ...", flush=True)
-            results[strategy] = measure_engine(strategy, source, work, args, records)
+            observed(strategy, results, measure_engine, strategy, source, work, args, records)
         print(f"raw add with chromadb {args.target_version} ...", flush=True)
-        results["raw_add"] = measure_raw_add(work, args, records)
+        observed("raw_add", results, measure_raw_add, work, args, records)
     finally:
         if args.keep_work:
             print(f"scratch kept in {work}")
@@ -376,11 +450,16 @@ def main(argv: list[str] | None = None) -> int:
     targets = evaluate(results, records)
     print_measurements(results, args)
     print_summary(targets)
+    busy = [key for key, m in results.items() if (m.get("foreign_cpu_share") or 0) > BUSY_SHARE]
+    if busy:
+        print(f"NOTE: other processes used >{BUSY_SHARE:.0%} of the CPUs during {', '.join(busy)}: rerun on a quiet "
+              "machine before trusting those figures.")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     out = RESULTS_DIR / f"{stamp}.json"
     out.write_text(json.dumps({
         "timestamp": stamp, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
+                    "load_average_before": load_before, "load_average_after": os.getloadavg()},
         "source": source_facts, "results": results, "targets": targets,
         "definitions": {
             "peak_rss_bytes": "largest single process of the child tree (wait4 ru_maxrss); engine: also the max "

@@ -1,8 +1,9 @@
 """Cutting collections into id ranges and exporting them, several runtime processes at once.
 
 Batches are cut by id (a stable key), never by offset paging: the same ranges can be
-exported again from the source, or from the target for verification, and line up. One
-child process serves many collections, since starting chromadb costs more than a batch.
+exported again from the source, or from the target for verification, and line up. The
+first range starts and the last one ends unbounded, so records chromadb only applies
+from its write log when it opens the database are covered too.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from chroma_migrate import dbfile
+from chroma_migrate.errors import MigrationError
 from chroma_migrate.phases import PhaseLog
 from chroma_migrate.worker_client import run_worker
 
@@ -27,46 +30,86 @@ class Batch:
 @dataclass
 class CollectionPlan:
     collection: str
-    count: int
     batches: list[Batch]
     dimension: int | None = None
+    # Filled in by an export: the files in batch order, chromadb's own count, query answers.
     files: list[Path] = field(default_factory=list)
+    count: int = 0
+    nearest: list[list[str]] | None = None
 
 
-def plan_collections(version: str, db: Path, dimensions: dict[str, int | None], batch_size: int,
-                     phases: PhaseLog) -> dict[str, CollectionPlan]:
-    result = run_worker(version, "plan", {"path": str(db), "collections": list(dimensions),
-                                          "batch_size": batch_size})
-    phases.child_peak(result.peak_rss_bytes)
+@dataclass(frozen=True)
+class QuerySet:
+    """Recall queries: where the vectors are (or go), how many neighbours, how many to pick.
+
+    `pick` > 0 lets the source export choose the vectors from its first batch, so the
+    queries look like the data; the other side then answers the same file.
+    """
+
+    file: Path
+    k: int
+    pick: int = 0
+
+
+def plan_collections(db: Path, dimensions: dict[str, int | None], batch_size: int) -> dict[str, CollectionPlan]:
+    """Id ranges of about batch_size records each, read from the metadata segment without chromadb."""
     plans = {}
-    for name, answer in result.data.items():
-        bounds: list[str | None] = [None, *answer["boundaries"], None]
-        batches = [Batch(i, bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
-        plans[name] = CollectionPlan(name, answer["count"], batches, dimensions[name])
+    with dbfile.open_readonly(db) as conn:
+        segments = {item.name: item.metadata_segment for item in dbfile.collections(conn)}
+        for name, dimension in dimensions.items():
+            bounds: list[str | None] = [None]
+            if segments.get(name):
+                bounds += dbfile.batch_boundaries(conn, segments[name], batch_size)
+            bounds.append(None)
+            batches = [Batch(i, bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+            plans[name] = CollectionPlan(name, batches, dimension)
     return plans
 
 
 def export_collections(version: str, db: Path, plans: dict[str, CollectionPlan], out_dir: Path, *,
-                       workers: int, phases: PhaseLog) -> dict[str, list[Path]]:
-    """Export every batch of every plan under out_dir/<collection>/; files come back in batch order."""
-    tasks = [(plan, batch) for plan in plans.values() for batch in plan.batches]
-    groups = [tasks[i::workers] for i in range(workers) if tasks[i::workers]]
+                       workers: int, phases: PhaseLog, queries: dict[str, QuerySet] | None = None,
+                       ) -> dict[str, CollectionPlan]:
+    """Export every batch of every plan under out_dir/<collection>/ with `workers` processes.
 
-    def run(group: list[tuple[CollectionPlan, Batch]]) -> dict[str, list[dict]]:
+    Returns copies of the plans with files, chromadb's count and the answers to `queries`
+    (asked by the first process, which has the database open anyway).
+    """
+    tasks = [(plan, batch) for plan in plans.values() for batch in plan.batches]
+    groups = [tasks[i::workers] for i in range(workers) if tasks[i::workers]] or [[]]
+
+    def run(position: int) -> dict[str, dict]:
         jobs: dict[str, dict] = {}
-        for plan, batch in group:
+        for plan, batch in groups[position]:
             folder = out_dir / plan.collection
             folder.mkdir(parents=True, exist_ok=True)
             job = jobs.setdefault(plan.collection, {"collection": plan.collection, "batches": [],
                                                     "out_dir": str(folder), "dimension": plan.dimension})
             job["batches"].append(asdict(batch))
+            query = (queries or {}).get(plan.collection)
+            if query and batch.index == 0:  # the process holding batch 0 picks and answers the queries
+                job.update(queries_file=str(query.file), k=query.k, pick_queries=query.pick)
+        if not jobs:
+            return {}
         result = run_worker(version, "export", {"path": str(db), "jobs": list(jobs.values())})
         phases.child_peak(result.peak_rss_bytes)
         return result.data
 
-    files: dict[str, list[tuple[int, Path]]] = {name: [] for name in plans}
-    with ThreadPoolExecutor(max_workers=len(groups) or 1) as pool:
-        for answer in pool.map(run, groups):
-            for name, written in answer.items():
-                files[name].extend((item["index"], Path(item["file"])) for item in written)
-    return {name: [path for _, path in sorted(items)] for name, items in files.items()}
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        answers = list(pool.map(run, range(len(groups))))
+    exported = {}
+    for name, plan in plans.items():
+        files = sorted((item["index"], Path(item["file"]), item["count"])
+                       for answer in answers for item in answer.get(name, {}).get("batches", []))
+        counts = {answer[name]["count"] for answer in answers if name in answer}
+        nearest = next((answer[name]["nearest"] for answer in answers if "nearest" in answer.get(name, {})), None)
+        total = sum(count for _, _, count in files)
+        if len(counts) > 1 or (counts and total != counts.pop()):
+            raise MigrationError(
+                f"Collection {name!r}: chromadb {version} exported {total} records but counts "
+                f"{sorted(a[name]['count'] for a in answers if name in a)}.",
+                "The database changed while it was read, or its metadata segment is inconsistent; "
+                "copy it again from a quiet source.",
+            )
+        exported[name] = CollectionPlan(name, plan.batches, plan.dimension, [path for _, path, _ in files],
+                                        total, nearest)
+    return exported

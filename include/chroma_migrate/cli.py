@@ -26,11 +26,6 @@ from chroma_migrate.verify import verify_databases
 from chroma_migrate.versions import get_version, latest_version, supported_version_names
 
 
-def _positive(text: str) -> int:
-    """Accept any integer so the engine can refuse non-positive ones with its own message."""
-    return int(text)
-
-
 def _collections(text: str | None) -> list[str] | None:
     return [name.strip() for name in text.split(",") if name.strip()] if text else None
 
@@ -52,8 +47,8 @@ def _parser() -> argparse.ArgumentParser:
 
     work = argparse.ArgumentParser(add_help=False)
     work.add_argument("--collections", help="comma-separated collection names (default: all)")
-    work.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE, help="records per batch")
-    work.add_argument("--workers", type=_positive, default=1, help="parallel export processes")
+    work.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="records per batch")
+    work.add_argument("--workers", type=int, default=1, help="parallel export processes")
 
     migrate_cmd = commands.add_parser("migrate", parents=[common, work], help="write a verified copy in a version")
     migrate_cmd.add_argument("path", type=Path)
@@ -79,8 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     build = fixture_commands.add_parser("build", parents=[common], help="receipt-like words and lines")
     build.add_argument("path", type=Path)
     build.add_argument("--version", required=True, help="chromadb version that writes it")
-    build.add_argument("--records", type=_positive, default=600)
-    build.add_argument("--dim", type=_positive, default=16)
+    build.add_argument("--records", type=int, default=600)
+    build.add_argument("--dim", type=int, default=16)
     build.add_argument("--no-1536", dest="big_dim", action="store_false", help="skip the 1536-dim collection")
     build.add_argument("--lists", action="store_true", help="list-valued metadata (chromadb 1.5+)")
     return parser
@@ -166,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         code = exc.exit_code
     except MigrationError as exc:
         document, text, code = exc.to_dict(), f"error: {exc.problem}\nfix: {exc.fix}", exc.exit_code
+    except OSError as exc:
+        problem = f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc)
+        fix = "Check the path, its permissions and the free disk space; the source was not modified."
+        document, text, code = {"error": problem, "fix": fix}, f"error: {problem}\nfix: {fix}", 2
     if as_json:
         print(json.dumps(document, indent=2, default=str))
     else:

@@ -44,6 +44,9 @@ def schema_for(dimension: int) -> pa.Schema:
         ("document", pa.string()),
         ("uri", pa.string()),
         ("metadata", pa.string()),
+        # 16-byte hash of the record's exact content (record_digest), computed where the batch is
+        # written so that verification compares hashes first and whole records only where they differ.
+        ("digest", pa.binary(16)),
     ], metadata={b"chroma_migrate_exchange": str(FORMAT_VERSION).encode()})
 
 
@@ -87,6 +90,7 @@ def write_batch(batch: RecordBatch, path: Path) -> None:
         "document": pa.array(batch.documents, type=pa.string()),
         "uri": pa.array(batch.uris, type=pa.string()),
         "metadata": pa.array(batch.metadatas, type=pa.string()),
+        "digest": pa.array(batch_digests(batch), type=pa.binary(16)),
     }, schema=schema_for(dimension))
     tmp = path.with_suffix(path.suffix + ".tmp")
     pq.write_table(table, tmp, compression="zstd")
@@ -105,6 +109,18 @@ def read_batch(path: Path) -> RecordBatch:
         table.column("uri").to_pylist(),
         table.column("metadata").to_pylist(),
     )
+
+
+def read_fingerprints(path: Path) -> tuple[list[str], list[bytes]]:
+    """Only ids and digests: what verification needs when two batches agree."""
+    table = pq.read_table(path, columns=["id", "digest"])
+    return table.column("id").to_pylist(), table.column("digest").to_pylist()
+
+
+def batch_digests(batch: RecordBatch) -> list[bytes]:
+    embeddings = np.ascontiguousarray(batch.embeddings, dtype="<f4")
+    return [record_digest(batch.ids[i], embeddings[i], batch.documents[i], batch.uris[i], batch.metadatas[i])
+            for i in range(len(batch))]
 
 
 def iter_batches(paths: Sequence[Path]) -> Iterator[RecordBatch]:

@@ -19,7 +19,7 @@ FIXTURE_FORMAT = 1
 
 
 def receipt_spec(*, records: int = 600, dim: int = 16, big_dim: int | None = 1536, with_lists: bool = False,
-                 seed: int = 0) -> dict[str, Any]:
+                 missing_documents: bool = True, seed: int = 0) -> dict[str, Any]:
     """`words` (cosine) and `lines` (l2), an ip collection, a log-only one and an empty one.
 
     Small sync thresholds make the index flush several times, so upserts, deletes and
@@ -37,6 +37,8 @@ def receipt_spec(*, records: int = 600, dim: int = 16, big_dim: int | None = 153
         {"name": "log_only", "kind": "word", "dim": dim, "records": 60, "tail": 60, "history": False},
         {"name": "empty_collection", "kind": "word", "dim": dim, "records": 0, "metadata": {"note": "empty"}},
     ]
+    for collection in collections:
+        collection["missing_documents"] = missing_documents
     if big_dim:
         collections.append({"name": "words_1536", "kind": "word", "dim": big_dim, "records": 250,
                             "metadata": {"hnsw:space": "cosine", "hnsw:sync_threshold": 100}})

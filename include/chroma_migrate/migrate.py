@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chroma_migrate.batches import CollectionPlan, export_collections, plan_collections
+from chroma_migrate.batches import CollectionPlan, QuerySet, export_collections, plan_collections
 from chroma_migrate.collection_spec import target_collection_spec, unrepresentable
 from chroma_migrate.errors import (
     MigrationError,
@@ -25,7 +25,7 @@ from chroma_migrate.errors import (
 from chroma_migrate.inspection import DatabaseInfo, describe_database
 from chroma_migrate.phases import PhaseLog
 from chroma_migrate.probe import downgrade_reason
-from chroma_migrate.verify import verify_databases
+from chroma_migrate.verify import query_sets_for, verify_databases
 from chroma_migrate.versions import ChromaVersion, get_version
 from chroma_migrate.worker_client import run_worker
 
@@ -153,19 +153,23 @@ def _run_strategies(state: MigrationState, log) -> dict[str, Any]:
                 raise
             log(f"{strategy} failed ({exc.problem}); falling back to rebuild")
             continue
-        reason = downgrade or ("requested" if requested != "auto" else "the target opens a copy and it verifies")
+        if strategy == "upgrade" and state.info.signature == state.target.signature:
+            strategy, reason = "noop", "already in the target's format: the files were copied and verified"
+        else:
+            reason = downgrade or ("requested" if requested != "auto" else "the target opens a copy and it verifies")
         state.attempts.append(Attempt(strategy, "verified", reason))
         return verification
     raise AssertionError("unreachable: the last strategy either returns or raises")
 
 
-def _verify(state: MigrationState, source_plans: dict[str, CollectionPlan] | None = None) -> dict[str, Any]:
+def _verify(state: MigrationState, source_plans: dict[str, CollectionPlan] | None = None,
+            query_sets: dict[str, QuerySet] | None = None) -> dict[str, Any]:
     with state.phases.phase("verify"):
         report = verify_databases(
             state.source_copy, state.target_db, source_version=state.info.reader_version,
             target_version=state.target.version, collections=state.names, batch_size=state.request.batch_size,
             workers=state.request.workers, work_dir=state.stage, phases=state.phases,
-            source_plans=source_plans,
+            source_plans=source_plans, query_sets=query_sets,
         )
     if not report["passed"]:
         raise VerificationFailedError("Verification failed: " + "; ".join(report["problems"][:5]), report)
@@ -186,20 +190,24 @@ def _upgrade(state: MigrationState) -> dict[str, Any]:
     return _verify(state)
 
 
+
 def _rebuild(state: MigrationState) -> dict[str, Any]:
-    """Export with the source version in id-range batches, load into a fresh target database."""
+    """Export with the source version in id-range batches, load into a fresh target database.
+
+    The export also answers the recall queries, so verification reads only the target.
+    """
     state.target_db.mkdir()
-    version = state.info.reader_version
     dimensions = {name: state.info.collection(name).dimension for name in state.names}
+    query_dir = state.stage / "queries"
+    query_dir.mkdir()
+    query_sets = query_sets_for(state.names, query_dir)
     with state.phases.phase("rebuild: export", workers=state.request.workers):
-        plans = plan_collections(version, state.source_copy, dimensions, state.request.batch_size, state.phases)
-        exported = export_collections(version, state.source_copy, plans, state.stage / "export",
-                                      workers=state.request.workers, phases=state.phases)
-        for name, plan in plans.items():
-            plan.files = exported[name]
+        plans = plan_collections(state.source_copy, dimensions, state.request.batch_size)
+        plans = export_collections(state.info.reader_version, state.source_copy, plans, state.stage / "export",
+                                   workers=state.request.workers, phases=state.phases, queries=query_sets)
     with state.phases.phase("rebuild: load"):
         jobs = [{"collection": target_collection_spec(state.info.collection(name), state.target),
                  "files": [str(f) for f in plans[name].files]} for name in state.names]
         result = run_worker(state.target.version, "load", {"path": str(state.target_db), "jobs": jobs})
         state.phases.child_peak(result.peak_rss_bytes)
-    return _verify(state, plans)
+    return _verify(state, plans, query_sets)

@@ -56,6 +56,8 @@ def render_verification(report: dict[str, Any]) -> str:
         )
         for reason, count in records["equivalent_reasons"].items():
             lines.append(f"  {'':<24}   equivalent: {count} × {reason}")
+        for note in c.get("notes", []):
+            lines.append(f"  {'':<24}   note: {note}")
         for problem in c["problems"]:
             lines.append(f"  {'':<24}   problem: {problem}")
         if records["missing_sample"]:

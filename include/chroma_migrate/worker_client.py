@@ -84,6 +84,11 @@ def _wait_with_timeout(process: subprocess.Popen, timeout_s: float):
     timer.start()
     try:
         _pid, status, rusage = os.wait4(process.pid, 0)
+    except BaseException:
+        # Interrupted (Ctrl-C, task killed): the child runs in its own session, so take it down too.
+        _kill_group(process.pid)
+        os.waitpid(process.pid, 0)
+        raise
     finally:
         timer.cancel()
     process.returncode = status

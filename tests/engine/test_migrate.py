@@ -42,6 +42,8 @@ def test_every_version_to_the_latest(copy_of, tmp_path, source_version, strategy
     report = migrate_and_check(db, tmp_path / "out", source_version, LATEST, "--strategy", strategy)
     if strategy == "rebuild":
         assert report["strategy"] == "rebuild"
+    elif source_version == LATEST:
+        assert report["strategy"] == "noop"
     elif source_version.startswith("1."):
         assert report["strategy"] == "upgrade"
     else:
@@ -51,6 +53,17 @@ def test_every_version_to_the_latest(copy_of, tmp_path, source_version, strategy
         assert "backfill" in report["attempts"][0]["reason"]
     words = next(c for c in report["verification"]["collections"] if c["collection"] == "words")
     assert words["index"]["target"]["space"] == "cosine" and words["index"]["target"]["M"] == 24
+
+
+def test_0x_upgrade_by_1x_keeps_records_and_reports_the_search_ef_default(copy_of, tmp_path):
+    """Without documentless records in the write log, 1.5.9 upgrades a 0.6.3 copy in place."""
+    db = copy_of("0.6.3", receipt_spec(missing_documents=False, big_dim=None))
+    report = migrate_and_check(db, tmp_path / "out", "0.6.3", LATEST)
+    assert report["strategy"] == "upgrade"
+    words = next(c for c in report["verification"]["collections"] if c["collection"] == "words")
+    assert words["notes"] == ["search_ef 10 (0.x default, never set) became 100 (chromadb 1.x default)"]
+    scores = next(c for c in report["verification"]["collections"] if c["collection"] == "scores_ip")
+    assert scores["notes"] == [] and scores["index"]["target"]["search_ef"] == 50
 
 
 @pytest.mark.parametrize(("source_version", "target_version"), [

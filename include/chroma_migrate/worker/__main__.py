@@ -16,7 +16,6 @@ def _operations():
     return {
         "facts": read_ops.facts,
         "describe": read_ops.describe,
-        "plan": read_ops.plan,
         "export": read_ops.export,
         "query": read_ops.query,
         "dump": read_ops.dump,

@@ -47,7 +47,8 @@ def _records(spec: dict[str, Any], start: int, stop: int, rng: np.random.Generat
     ids, docs, metas, uris = [], [], [], []
     for i in range(start, stop):
         ids.append(record_id(image, i // 40, (i // 8) % 5, i % 8 if kind == "word" else None) + f"#{i:06d}")
-        docs.append(None if i % 23 == 5 else f"{WORDS[i % len(WORDS)]}{salt} {i}")
+        missing = spec.get("missing_documents", True) and i % 23 == 5
+        docs.append(None if missing else f"{WORDS[i % len(WORDS)]}{salt} {i}")
         metas.append(_metadata(kind, i, rng, spec.get("with_lists", False)))
         uris.append(f"s3://receipts/{image}/{i}.png" if i % 17 == 3 else None)
     embeddings = rng.standard_normal((stop - start, spec["dim"])).astype(np.float32)

@@ -67,69 +67,84 @@ def _metadata_segments(path: str) -> dict[str, str | None]:
         return {item.name: item.metadata_segment for item in dbfile.collections(conn)}
 
 
-def plan(path: str, collections: list[str], batch_size: int) -> dict[str, Any]:
-    """Count through chromadb (1.x applies its write log on open), then cut id ranges."""
-    client = open_client(path)
-    counts = {name: get_collection(client, name).count() for name in collections}
-    segments = _metadata_segments(path)
-    plans = {}
-    with dbfile.open_readonly(Path(path)) as conn:
-        for name in collections:
-            segment = segments[name]
-            bounds = dbfile.batch_boundaries(conn, segment, batch_size) if segment else []
-            listed = conn.execute("SELECT COUNT(*) FROM embeddings WHERE segment_id = ?", (segment,)).fetchone()[0]
-            if listed != counts[name]:
-                raise RuntimeError(
-                    f"collection {name!r}: chromadb counts {counts[name]} records but the metadata segment "
-                    f"lists {listed}; the write log was not fully applied, so batches cannot be cut by id"
-                )
-            plans[name] = {"count": counts[name], "boundaries": bounds}
-    return plans
+def _canonical(metadata: dict[str, Any] | None) -> str | None:
+    """Canonical JSON; the slow plain-value conversion only when chromadb handed back numpy values."""
+    if not metadata:
+        return None
+    try:
+        return exchange.canonical_metadata(metadata)
+    except TypeError:
+        return exchange.canonical_metadata(plain_metadata(metadata))
 
 
-def _fetch(collection, ids: list[str]) -> exchange.RecordBatch:
-    by_id: dict[str, tuple] = {}
+def _fetch(collection, ids: list[str], dimension: int) -> exchange.RecordBatch:
+    """get() the ids in chunks and build the batch with whole-array operations."""
+    got_ids: list[str] = []
+    vectors: list[np.ndarray] = []
+    documents: list[str | None] = []
+    uris: list[str | None] = []
+    metadatas: list[str | None] = []
     for start in range(0, len(ids), GET_CHUNK):
         result = collection.get(ids=ids[start:start + GET_CHUNK], include=INCLUDE_ALL)
-        uris = result.get("uris") or [None] * len(result["ids"])
-        for i, record_id in enumerate(result["ids"]):
-            by_id[record_id] = (
-                np.asarray(result["embeddings"][i], dtype=np.float32),
-                result["documents"][i],
-                uris[i],
-                exchange.canonical_metadata(plain_metadata(result["metadatas"][i])),
-            )
-    missing = [record_id for record_id in ids if record_id not in by_id]
-    if missing:
+        count = len(result["ids"])
+        got_ids.extend(result["ids"])
+        vectors.append(np.asarray(result["embeddings"], dtype=np.float32).reshape(count, -1))
+        documents.extend(result["documents"])
+        uris.extend(result.get("uris") or [None] * count)
+        metadatas.extend(_canonical(m) for m in result["metadatas"])
+    if len(got_ids) != len(ids) or set(got_ids) != set(ids):
+        missing = sorted(set(ids) - set(got_ids))
         raise RuntimeError(
             f"{len(missing)} ids are listed in the metadata segment but get() returns no record for them "
             f"(first: {missing[:3]}); the database is inconsistent"
         )
-    ordered = sorted(by_id)
-    dimension = len(by_id[ordered[0]][0]) if ordered else 0
-    embeddings = np.stack([by_id[i][0] for i in ordered]) if ordered else np.zeros((0, dimension), np.float32)
-    return exchange.RecordBatch(
-        ordered, embeddings, [by_id[i][1] for i in ordered], [by_id[i][2] for i in ordered],
-        [by_id[i][3] for i in ordered],
-    )
+    order = sorted(range(len(got_ids)), key=got_ids.__getitem__)
+    embeddings = np.concatenate(vectors)[order] if order else np.zeros((0, dimension), np.float32)
+    return exchange.RecordBatch([got_ids[i] for i in order], embeddings, [documents[i] for i in order],
+                                [uris[i] for i in order], [metadatas[i] for i in order])
+
+
+def _nearest(handle, queries_file: str, k: int, count: int) -> list[list[str]]:
+    queries = np.load(queries_file)
+    if count == 0 or len(queries) == 0:
+        return [[] for _ in range(len(queries))]
+    result = handle.query(query_embeddings=queries.tolist(), n_results=min(k, count), include=["distances"])
+    return result["ids"]
+
+
+def _pick_queries(records: exchange.RecordBatch, count: int, queries_file: str) -> None:
+    """Evenly spaced records of the first batch: queries shaped like the data itself."""
+    rows = sorted({int(r) for r in np.linspace(0, len(records) - 1, num=min(count, len(records)))})
+    np.save(queries_file, records.embeddings[rows] if rows else records.embeddings[:0])
 
 
 def export(path: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
-    """For each job, write each id range [low, high) of its collection as one exchange file."""
+    """Per job: export each id range [low, high) as one exchange file, and answer its queries.
+
+    The count comes from chromadb itself (1.x applies its write log on open), so the caller
+    can check that the batches, cut from the metadata segment, cover every record. A job
+    with `pick_queries` saves query vectors taken from its batch 0 before answering them.
+    """
     client = open_client(path)
     segments = _metadata_segments(path)
-    written: dict[str, list[dict[str, Any]]] = {}
+    answers: dict[str, dict[str, Any]] = {}
     for job in jobs:
         name = job["collection"]
         handle = get_collection(client, name)
+        answer = answers[name] = {"count": handle.count(), "batches": []}
         for batch in job["batches"]:
             with dbfile.open_readonly(Path(path)) as conn:
                 ids = dbfile.ids_in_range(conn, segments[name], batch["low"], batch["high"]) if segments[name] else []
-            records = _fetch(handle, ids) if ids else exchange.empty_batch(job.get("dimension") or 0)
+            dimension = job.get("dimension") or 0
+            records = _fetch(handle, ids, dimension) if ids else exchange.empty_batch(dimension)
             target = Path(job["out_dir"]) / f"batch-{batch['index']:05d}.parquet"
             exchange.write_batch(records, target)
-            written.setdefault(name, []).append({"index": batch["index"], "count": len(records), "file": str(target)})
-    return written
+            answer["batches"].append({"index": batch["index"], "count": len(records), "file": str(target)})
+            if job.get("pick_queries") and batch["index"] == 0:
+                _pick_queries(records, job["pick_queries"], job["queries_file"])
+        if job.get("queries_file"):
+            answer["nearest"] = _nearest(handle, job["queries_file"], job["k"], answer["count"])
+    return answers
 
 
 def query(path: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -138,14 +153,7 @@ def query(path: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
     answers = {}
     for job in jobs:
         handle = get_collection(client, job["collection"])
-        queries = np.load(job["queries_file"])
-        count = handle.count()
-        if count == 0 or len(queries) == 0:
-            answers[job["collection"]] = [[] for _ in range(len(queries))]
-            continue
-        result = handle.query(query_embeddings=queries.tolist(), n_results=min(job["k"], count),
-                              include=["distances"])
-        answers[job["collection"]] = result["ids"]
+        answers[job["collection"]] = _nearest(handle, job["queries_file"], job["k"], handle.count())
     return answers
 
 
