@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup runtimes test test-fast test-slow lint demo bench lock clean
+.PHONY: setup runtimes test test-fast test-slow lint demo demo-cli bench lock clean
 
 setup: $(STAMP)
 
@@ -35,8 +35,13 @@ test-fast: setup
 test-slow: runtimes
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
+# The migration DAG end to end with the real Airflow on local stand-ins (moto, a folder for EFS).
 demo: runtimes
 	$(BIN)/python scripts/demo.py
+
+# The engine alone through its CLI: inspect, probe, migrate and back.
+demo-cli: runtimes
+	$(BIN)/python scripts/demo_cli.py
 
 bench: runtimes
 	$(BIN)/python bench/bench_migrate.py $(BENCH_ARGS)

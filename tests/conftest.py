@@ -8,11 +8,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
 from chroma_migrate.fixtures import cached_database, receipt_spec
+from chroma_migrate.standins import MotoServer
 from chroma_migrate.worker_client import run_worker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +54,18 @@ def run_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
     if check and result.returncode != 0:
         raise AssertionError(f"chroma-migrate {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory) -> Iterator[MotoServer]:
+    """One real moto server process (S3 and DynamoDB over HTTP on 127.0.0.1) per test session."""
+    with MotoServer(tmp_path_factory.mktemp("moto") / "moto_server.log") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(moto_server: MotoServer) -> str:
+    return moto_server.endpoint
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from chroma_migrate.compare import CollectionComparison, compare_batches
 from chroma_migrate.exchange import RecordBatch, canonical_metadata, parse_metadata, read_batch, write_batch
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from chroma_migrate.fixtures import receipt_spec
 
+from chroma_migrate.fixtures import receipt_spec
 from tests.conftest import run_cli, tree_digest
 
 pytestmark = pytest.mark.integration

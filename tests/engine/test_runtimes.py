@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from chroma_migrate.runtimes import list_runtimes
 from chroma_migrate.versions import supported_versions
 from chroma_migrate.worker_client import run_worker
-
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.integration

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from chroma_migrate.worker_client import run_worker
 
+from chroma_migrate.worker_client import run_worker
 from tests.conftest import run_cli, tree_digest
 
 pytestmark = pytest.mark.integration

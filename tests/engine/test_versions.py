@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from chroma_migrate.errors import UnsupportedVersionError
 from chroma_migrate.inspection import reader_for
 from chroma_migrate.versions import get_version, supported_version_names

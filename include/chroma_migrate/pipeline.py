@@ -1,0 +1,204 @@
+"""The migration as separate, idempotent steps keyed by a run: what the DAG's tasks call.
+
+A run's working files live under `{staging_root}/{collection}/{run_key}/`, on storage
+every worker shares (EFS in production, a local folder in the demo): the downloaded
+source, the exported batches, the new database and the reports. Each step can run again
+(retry, clear, backfill) and converge: the caller's ledger skips finished batches, loads
+upsert, and the plan, once written, is reused as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from chroma_migrate.batches import Batch, CollectionPlan, export_collections, plan_collections
+from chroma_migrate.collection_spec import target_collection_spec, unrepresentable
+from chroma_migrate.errors import MigrationError, UnrepresentableDataError
+from chroma_migrate.faults import fault_point
+from chroma_migrate.inspection import describe_database
+from chroma_migrate.phases import PhaseLog
+from chroma_migrate.probe import downgrade_reason, probe
+from chroma_migrate.report import render_verification
+from chroma_migrate.snapshots.manifest import MANIFEST_NAME
+from chroma_migrate.verify import verify_databases
+from chroma_migrate.versions import get_version
+from chroma_migrate.worker_client import run_worker
+
+PLAN_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @classmethod
+    def for_run(cls, staging_root: Path, collection: str, run_key: str) -> RunPaths:
+        return cls(Path(staging_root) / collection / run_key)
+
+    @property
+    def source(self) -> Path:
+        return self.root / "source"
+
+    @property
+    def target(self) -> Path:
+        return self.root / "target"
+
+    @property
+    def exports(self) -> Path:
+        return self.root / "exports"
+
+    @property
+    def plan_file(self) -> Path:
+        return self.root / "plan.json"
+
+    @property
+    def report_json(self) -> Path:
+        return self.root / "verification.json"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "verification.md"
+
+
+def run_key_for(run_id: str) -> str:
+    """A file- and key-safe name for an Airflow run id, unique per run id."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_")[:80]
+    return f"{readable}-{hashlib.sha256(run_id.encode()).hexdigest()[:8]}"
+
+
+def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch_size: int = 5000) -> dict[str, Any]:
+    """Probe the downloaded source and cut the work into batches; reuse the plan if it exists."""
+    if paths.plan_file.is_file():
+        return json.loads(paths.plan_file.read_text())
+    if batch_size < 1:
+        raise MigrationError(f"batch_size must be at least 1, got {batch_size}.", "Pass a positive batch_size.")
+    target = get_version(target_version)
+    info = describe_database(paths.source)
+    blocked = [p for c in info.collections for p in unrepresentable(c, target)]
+    if blocked:
+        raise UnrepresentableDataError("The target cannot hold this data: " + "; ".join(blocked) + ".",
+                                       "Choose chromadb 1.5 or newer as the target, or flatten the list metadata.")
+    verdict = probe(paths.source, target.version, work_dir=paths.root)
+    downgrade = downgrade_reason(info.signature, target)
+    if strategy == "upgrade" and downgrade:
+        raise MigrationError(f"The upgrade strategy cannot work here: {downgrade}.", "Use strategy rebuild or auto.")
+    chosen = verdict.strategy if strategy == "auto" else strategy
+    batches: list[dict[str, Any]] = []
+    if chosen == "upgrade":
+        total = sum(c.records for c in info.collections)
+        batches = [{"index": 0, "kind": "upgrade", "collection": None, "records": total}]
+    elif chosen == "rebuild":
+        dimensions = {c.name: c.dimension for c in info.collections}
+        records = {c.name: c.records for c in info.collections}
+        for name, plan in plan_collections(paths.source, dimensions, batch_size).items():
+            for batch in plan.batches:
+                batches.append({"index": len(batches), "kind": "rebuild", "collection": name,
+                                "records": records[name], "batch": asdict(batch), "dimension": dimensions[name]})
+    plan = {
+        "format": PLAN_FORMAT, "strategy": chosen, "requested_strategy": strategy, "reason": verdict.reason,
+        "source_version": info.reader_version, "written_by": info.written_by, "target_version": target.version,
+        "collections": [c.name for c in info.collections], "records": {c.name: c.records for c in info.collections},
+        "batch_size": batch_size, "batches": batches,
+    }
+    paths.root.mkdir(parents=True, exist_ok=True)
+    temporary = paths.plan_file.with_suffix(".tmp")
+    temporary.write_text(json.dumps(plan, indent=2))
+    temporary.replace(paths.plan_file)
+    return plan
+
+
+def batch_label(batch: dict[str, Any]) -> str:
+    """What the Airflow UI shows for a mapped batch."""
+    if batch["kind"] == "upgrade":
+        return "upgrade copy"
+    low, high = batch["batch"]["low"] or "start", batch["batch"]["high"] or "end"
+    return f"{batch['collection']} #{batch['batch']['index']} [{low[:24]} .. {high[:24]})"
+
+
+def export_batch(paths: RunPaths, plan: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
+    """Rebuild: one id range to Parquet. Upgrade: copy the source and let the target open it."""
+    fault_point("export_batch", batch["index"])
+    if batch["kind"] == "upgrade":
+        staging = paths.root / "target.upgrading"
+        shutil.rmtree(staging, ignore_errors=True)
+        # The downloaded source carries the old version's manifest; the new version gets its own.
+        shutil.copytree(paths.source, staging, ignore=shutil.ignore_patterns(MANIFEST_NAME))
+        described = run_worker(plan["target_version"], "describe", {"path": str(staging)}).data
+        shutil.rmtree(paths.target, ignore_errors=True)
+        staging.rename(paths.target)
+        counts = {c["name"]: c["count"] for c in described["collections"]}
+        return {"index": batch["index"], "kind": "upgrade", "count": sum(counts.values()), "counts": counts}
+    name = batch["collection"]
+    piece = Batch(**batch["batch"])
+    exported = export_collections(
+        plan["source_version"], paths.source, {name: CollectionPlan(name, [piece], batch["dimension"])},
+        paths.exports / f"{batch['index']:05d}", workers=1, phases=PhaseLog(), complete=False,
+    )[name]
+    return {"index": batch["index"], "kind": "rebuild", "collection": name, "count": exported.exported,
+            "files": [str(f) for f in exported.files], "collection_count": exported.count}
+
+
+def load_batch(paths: RunPaths, plan: dict[str, Any], batch: dict[str, Any], exported: dict[str, Any],
+               ) -> dict[str, Any]:
+    """Write one exported batch into the target with upsert, so a retried load converges."""
+    fault_point("load_batch", batch["index"])
+    if batch["kind"] == "upgrade":
+        return {"index": batch["index"], "kind": "upgrade", "count": exported["count"]}
+    info = describe_database(paths.source).collection(batch["collection"])
+    spec = target_collection_spec(info, get_version(plan["target_version"]))
+    paths.target.mkdir(parents=True, exist_ok=True)
+    result = run_worker(plan["target_version"], "load", {
+        "path": str(paths.target), "jobs": [{"collection": spec, "files": exported["files"]}], "mode": "upsert",
+    })
+    loaded = result.data[batch["collection"]]
+    return {"index": batch["index"], "kind": "rebuild", "collection": batch["collection"],
+            "count": loaded["written"], "collection_count_after": loaded["count"]}
+
+
+def verify_run(paths: RunPaths, plan: dict[str, Any], batch_size: int | None = None) -> dict[str, Any]:
+    """Verify the new database against the source and store the report beside the run's files.
+
+    The source is exported again here rather than reusing the batch files: a retried or
+    cleared run may have lost them, and the check stays independent of the export.
+    """
+    report = verify_databases(paths.source, paths.target, source_version=plan["source_version"],
+                              target_version=plan["target_version"], batch_size=batch_size or plan["batch_size"],
+                              work_dir=paths.root)
+    report["strategy"] = plan["strategy"]
+    paths.report_json.write_text(json.dumps(report, indent=2, default=str))
+    paths.report_md.write_text(render_report_markdown(plan, report))
+    return report
+
+
+def render_report_markdown(plan: dict[str, Any], report: dict[str, Any]) -> str:
+    verdict = "PASSED" if report["passed"] else "FAILED"
+    lines = [
+        f"# Verification {verdict}: chromadb {plan['source_version']} → {plan['target_version']}",
+        "",
+        f"- strategy: **{plan['strategy']}** ({plan['reason']})",
+        f"- collections: {', '.join(plan['collections'])}",
+        "",
+        "| collection | source | target | identical | equivalent | missing | extra | different | recall |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for c in report["collections"]:
+        r = c.get("records") or {}
+        recall = c.get("recall") or {}
+        recall_text = (f"{recall['source_recall']:.3f} → {recall['target_recall']:.3f}"
+                       if recall.get("queries") else "n/a")
+        lines.append(f"| {c['collection']} | {r.get('source_count', '-')} | {r.get('target_count', '-')} | "
+                     f"{r.get('identical', '-')} | {r.get('equivalent', '-')} | {r.get('missing', '-')} | "
+                     f"{r.get('extra', '-')} | {r.get('different', '-')} | {recall_text} |")
+    if report["problems"]:
+        lines += ["", "## Problems", *[f"- {p}" for p in report["problems"]]]
+    notes = [f"- {c['collection']}: {n}" for c in report["collections"] for n in c.get("notes", [])]
+    if notes:
+        lines += ["", "## Notes", *notes]
+    lines += ["", "```", render_verification(report), "```", ""]
+    return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""What one DAG run decided at its start, passed to every later task through XCom.
+
+Everything is keyed by the Airflow run id, never by the wall clock: a retried, cleared or
+backfilled run finds the same staging folder, ledger entries and lock owner.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from chroma_migrate.config import Environment, load_config
+from chroma_migrate.pipeline import RunPaths, run_key_for
+
+OWNER_NAMESPACE = uuid.UUID("6c1f4f0e-3d8a-4a53-9d7e-2b8f6a1c9e55")
+
+
+@dataclass(frozen=True)
+class MigrationRun:
+    collection: str
+    env: str
+    run_id: str
+    run_key: str
+    owner: str
+    source_version_id: str
+    target_version: str
+    strategy: str
+    batch_size: int
+    dry_run: bool
+    config_path: str | None = None
+
+    @classmethod
+    def start(cls, *, collection: str, env: str, run_id: str, source_version_id: str, target_version: str,
+              strategy: str, batch_size: int, dry_run: bool, config_path: str | None) -> MigrationRun:
+        return cls(collection, env, run_id, run_key_for(run_id), lock_owner_for(run_id), source_version_id,
+                   target_version, strategy, batch_size, dry_run, config_path)
+
+    @classmethod
+    def from_xcom(cls, value: dict[str, Any]) -> MigrationRun:
+        return cls(**value)
+
+    def to_xcom(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def environment(self) -> Environment:
+        return load_config(Path(self.config_path) if self.config_path else None).environment(self.env)
+
+    @property
+    def paths(self) -> RunPaths:
+        return RunPaths.for_run(self.environment.staging_root, self.collection, self.run_key)
+
+
+def lock_owner_for(run_id: str) -> str:
+    """The lock owner id of a run: a UUID string like the compactor's, the same on every retry."""
+    return str(uuid.uuid5(OWNER_NAMESPACE, run_id))

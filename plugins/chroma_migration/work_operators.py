@@ -1,0 +1,127 @@
+"""The work under the lock: backup, export and load batches, verification.
+
+Each step records its outcome in the DynamoDB ledger (collection, run, stage, batch), so a
+retried, cleared or backfilled run skips what is done and redoes only the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from chroma_migrate.pipeline import batch_label, export_batch, load_batch, verify_run
+from chroma_migrate.snapshots.lock import HeartbeatThread
+from chroma_migration.base import ChromaMigrationOperator
+
+
+class LockedStepOperator(ChromaMigrationOperator):
+    """A step that works under the lock: it keeps the lease alive and checks ownership first."""
+
+    stage = ""
+
+    def execute(self, context: Any) -> Any:
+        lock = self.hook.lock(self.state.owner)
+        lock.assert_held()
+        with HeartbeatThread(lock):
+            return self.run_step(context)
+
+    def done(self, index: int) -> dict[str, Any] | None:
+        return self.hook.ledger.outcome(self.collection, self.state.run_key, self.stage, index)
+
+    def record(self, index: int, outcome: dict[str, Any]) -> dict[str, Any]:
+        self.hook.ledger.record_done(self.collection, self.state.run_key, self.stage, index, outcome)
+        return outcome
+
+
+class BackupSnapshotOperator(LockedStepOperator):
+    """Copy the live version's S3 prefix to a backup prefix keyed by the run, verified by sha256."""
+
+    stage = "backup"
+
+    def run_step(self, context: Any) -> dict[str, Any]:
+        if finished := self.done(0):
+            self.log.info("Backup already done in this run: %s", finished["prefix"])
+            return finished
+        version = self.state.source_version_id
+        prefix = self.hook.layout.backup_prefix(self.state.run_key, version)
+        manifest = self.hook.s3.copy_version(version, prefix)
+        self.log.info("Backed up %d files of %s to s3://%s/%s", len(manifest["files"]), version,
+                      self.hook.layout.bucket, prefix)
+        return self.record(0, {"prefix": prefix, "files": len(manifest["files"])})
+
+
+class ExportBatchOperator(LockedStepOperator):
+    """One mapped batch: export an id range with the source version (or, for upgrade, copy and open)."""
+
+    template_fields = (*LockedStepOperator.template_fields, "batch")
+    stage = "export"
+
+    def __init__(self, *, batch: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batch = batch
+
+    def run_step(self, context: Any) -> dict[str, Any]:
+        context["batch_label"] = batch_label(self.batch)
+        index = self.batch["index"]
+        finished = self.done(index)
+        if finished and all(Path(f).is_file() for f in finished.get("files", [])) and (
+                finished["kind"] != "upgrade" or self.state.paths.target.is_dir()):
+            self.log.info("Batch %s already exported in this run", context["batch_label"])
+            return finished
+        plan = json.loads(self.state.paths.plan_file.read_text())
+        outcome = export_batch(self.state.paths, plan, self.batch)
+        self.log.info("Exported %s: %d records", context["batch_label"], outcome["count"])
+        return self.record(index, outcome)
+
+
+class LoadBatchOperator(LockedStepOperator):
+    """One mapped batch into the new database; upserts, so a retried load converges."""
+
+    template_fields = (*LockedStepOperator.template_fields, "exported")
+    stage = "load"
+
+    def __init__(self, *, exported: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.exported = exported
+
+    def run_step(self, context: Any) -> dict[str, Any]:
+        plan = json.loads(self.state.paths.plan_file.read_text())
+        index = self.exported["index"]
+        batch = plan["batches"][index]
+        context["batch_label"] = batch_label(batch)
+        if finished := self.done(index):
+            self.log.info("Batch %s already loaded in this run", context["batch_label"])
+            return finished
+        outcome = load_batch(self.state.paths, plan, batch, self.exported)
+        self.log.info("Loaded %s: %d records", context["batch_label"], outcome["count"])
+        return self.record(index, outcome)
+
+
+class VerifyMigrationOperator(LockedStepOperator):
+    """Prove the new database equals the source; a mismatch fails the run before anything live changes.
+
+    The reports (JSON and Markdown) go beside the staged run and to S3 under the collection's
+    `migrations/{run_key}/` prefix; the summary returned here is what the approver reads.
+    """
+
+    stage = "verify"
+
+    def run_step(self, context: Any) -> dict[str, Any]:
+        paths = self.state.paths
+        plan = json.loads(paths.plan_file.read_text())
+        report = verify_run(paths, plan)
+        prefix = self.hook.report_prefix(self.state.run_key)
+        for local in (paths.report_json, paths.report_md):
+            self.hook.s3_client.upload_file(str(local), self.hook.layout.bucket, prefix + local.name)
+        report_url = f"s3://{self.hook.layout.bucket}/{prefix}{paths.report_md.name}"
+        self.log.info("Verification report: %s\n%s", report_url, paths.report_md.read_text())
+        if not report["passed"]:
+            raise AirflowFailException("Verification failed, nothing live was changed: "
+                                       + "; ".join(report["problems"][:5]) + f" (report: {report_url})")
+        records = {c["collection"]: (c.get("records") or {}).get("target_count") for c in report["collections"]}
+        return {"passed": True, "strategy": plan["strategy"], "source_version": plan["source_version"],
+                "target_version": plan["target_version"], "records": records, "report": report_url,
+                "markdown": paths.report_md.read_text()}
