@@ -43,9 +43,16 @@ def _default_args() -> dict[str, Any]:
     return {"owner": "chroma-migrate", "retries": retries, "retry_delay": timedelta(seconds=30)}
 
 
-def _approval_branch(run: dict[str, Any], config_path: str | None) -> str:
+def _approval_branch(run: dict[str, Any], config_path: str | None, proceed: str) -> str:
+    """`approve` where the environment requires a human, else straight on to `proceed`."""
     environment = load_config(Path(config_path) if config_path else None).environment(run["env"])
-    return "approve" if environment.require_approval else "publish"
+    return "approve" if environment.require_approval else proceed
+
+
+def _dag_arguments() -> dict[str, Any]:
+    """What every DAG of the package shares: no catch-up, one run at a time, native XCom values."""
+    return {"start_date": START, "catchup": False, "max_active_runs": 1, "render_template_as_native_obj": True,
+            "default_args": _default_args()}
 
 
 def _live_changes_allowed(run: dict[str, Any]) -> bool:
@@ -70,12 +77,8 @@ def build_migration_dag(collection: str, config: MigrationConfig, config_path: s
         dag_id=f"chroma_migration__{collection}",
         description=f"Move the {collection} ChromaDB snapshot to another chromadb version, verified",
         schedule=scheduled.schedule if scheduled else None,
-        start_date=START,
-        catchup=False,
-        max_active_runs=1,
-        render_template_as_native_obj=True,
-        default_args=_default_args(),
         tags=["chroma", "migration", collection],
+        **_dag_arguments(),
         params={
             "env": _env_param(config),
             "target_version": Param(None, type=["null", "string"], enum=[None, *supported_version_names()],
@@ -108,7 +111,7 @@ def build_migration_dag(collection: str, config: MigrationConfig, config_path: s
         live = ShortCircuitOperator(task_id="live_changes_allowed", python_callable=_live_changes_allowed,
                                     op_args=[run])
         branch = BranchPythonOperator(task_id="approval_required", python_callable=_approval_branch,
-                                      op_args=[run, config_path])
+                                      op_args=[run, config_path, "publish"])
         approve = ApprovalOperator(
             task_id="approve",
             subject=f"Publish the migrated {collection} snapshot?",
@@ -131,12 +134,8 @@ def build_rollback_dag(collection: str, config: MigrationConfig, config_path: st
         dag_id=f"chroma_rollback__{collection}",
         description=f"Point the {collection} snapshot back at an earlier version",
         schedule=None,
-        start_date=START,
-        catchup=False,
-        max_active_runs=1,
-        render_template_as_native_obj=True,
-        default_args=_default_args(),
         tags=["chroma", "rollback", collection],
+        **_dag_arguments(),
         params={
             "env": _env_param(config),
             "to_version_id": Param(None, type=["null", "string"], pattern=VERSION_ID_PATTERN,
@@ -149,10 +148,8 @@ def build_rollback_dag(collection: str, config: MigrationConfig, config_path: st
         resolve = ResolveRollbackOperator(task_id="resolve_rollback", collection=collection, config_path=config_path)
         run = resolve.output
         lock = AcquireLockSensor(task_id="acquire_lock", collection=collection, run=run)
-        branch = BranchPythonOperator(task_id="approval_required",
-                                      python_callable=lambda run, path: "approve" if _approval_branch(
-                                          run, path) == "approve" else "rollback",
-                                      op_args=[run, config_path])
+        branch = BranchPythonOperator(task_id="approval_required", python_callable=_approval_branch,
+                                      op_args=[run, config_path, "rollback"])
         approve = ApprovalOperator(
             task_id="approve", subject=f"Roll the {collection} snapshot back?",
             body="Roll back from {{ ti.xcom_pull(task_ids='resolve_rollback')['source_version_id'] }} to "

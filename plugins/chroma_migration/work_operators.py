@@ -24,7 +24,9 @@ class LockedStepOperator(ChromaMigrationOperator):
 
     def execute(self, context: Any) -> Any:
         lock = self.hook.lock(self.state.owner)
-        lock.assert_held()
+        # Re-enter our own lock, or retake it if its lease ran out while nobody else took it
+        # (an approval can wait for hours); if someone else holds it now, this fails naming them.
+        lock.acquire()
         with HeartbeatThread(lock):
             return self.run_step(context)
 
