@@ -316,7 +316,7 @@ def evaluate(results: dict[str, dict[str, Any]], records: int) -> list[dict[str,
         ("rebuild speedup vs naive baseline", _ratio(wall(base), wall(rebuild)), "(info)", None, "×"),
         ("rebuild load-phase records/s ÷ raw add", _ratio(load_rate, rate(raw)), "(info)", None, ""),
         ("upgrade peak RSS ÷ baseline peak RSS", _ratio(peak(upgrade), peak(base)), "(info)", None, ""),
-        # CPU seconds barely change when other work shares the machine; wall time does.
+        # CPU seconds change far less than wall time when other work shares the machine.
         ("upgrade speedup vs baseline, in CPU time", _ratio(cpu(base), cpu(upgrade)), "(info)", None, "×"),
         ("rebuild ÷ raw add throughput, in CPU time", _ratio(cpu(raw), cpu(rebuild)), "(info)", None, ""),
     ]
