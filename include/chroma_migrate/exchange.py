@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,11 +120,6 @@ def batch_digests(batch: RecordBatch) -> list[bytes]:
     embeddings = np.ascontiguousarray(batch.embeddings, dtype="<f4")
     return [record_digest(batch.ids[i], embeddings[i], batch.documents[i], batch.uris[i], batch.metadatas[i])
             for i in range(len(batch))]
-
-
-def iter_batches(paths: Sequence[Path]) -> Iterator[RecordBatch]:
-    for path in paths:
-        yield read_batch(path)
 
 
 def record_digest(record_id: str, embedding: np.ndarray, document: str | None, uri: str | None,
