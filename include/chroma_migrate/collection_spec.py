@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from chroma_migrate.dbfile import HNSW_DEFAULTS, HNSW_METADATA_KEYS
+from chroma_migrate.errors import UnrepresentableDataError
 from chroma_migrate.inspection import CollectionInfo
 from chroma_migrate.versions import ChromaVersion
 
@@ -39,3 +40,13 @@ def unrepresentable(info: CollectionInfo, target: ChromaVersion) -> list[str]:
         f"{target.version} cannot store list metadata (lists arrived in 1.5)"
         for key, count in info.list_metadata_keys.items()
     ]
+
+
+def refuse_unrepresentable(collections: list[CollectionInfo], target: ChromaVersion) -> None:
+    """Fail before any work when the target cannot hold some of the data."""
+    problems = [p for info in collections for p in unrepresentable(info, target)]
+    if problems:
+        raise UnrepresentableDataError(
+            "The target cannot hold this data: " + "; ".join(problems) + ".",
+            "Migrate to chromadb 1.5 or newer, or flatten the list metadata first.",
+        )

@@ -15,16 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from chroma_migrate.batches import CollectionPlan, QuerySet, export_collections, plan_collections
-from chroma_migrate.collection_spec import target_collection_spec, unrepresentable
+from chroma_migrate.collection_spec import refuse_unrepresentable, target_collection_spec
 from chroma_migrate.errors import (
     MigrationError,
-    UnrepresentableDataError,
     VerificationFailedError,
     WorkerFailedError,
 )
 from chroma_migrate.inspection import DatabaseInfo, describe_database
 from chroma_migrate.phases import PhaseLog
-from chroma_migrate.probe import downgrade_reason
+from chroma_migrate.probe import refuse_forced_upgrade
 from chroma_migrate.verify import query_sets_for, verify_databases
 from chroma_migrate.versions import ChromaVersion, get_version
 from chroma_migrate.worker_client import run_worker
@@ -92,12 +91,7 @@ def validate_request(request: MigrationRequest) -> tuple[ChromaVersion, Database
     names = request.collections or [c.name for c in info.collections]
     for name in names:
         info.collection(name)
-    problems = [p for name in names for p in unrepresentable(info.collection(name), target)]
-    if problems:
-        raise UnrepresentableDataError(
-            "The target cannot hold this data: " + "; ".join(problems) + ".",
-            "Migrate to chromadb 1.5 or newer, or flatten the list metadata first.",
-        )
+    refuse_unrepresentable([info.collection(name) for name in names], target)
     return target, info, names
 
 
@@ -136,9 +130,7 @@ def migrate(request: MigrationRequest, log=print) -> dict[str, Any]:
 
 def _run_strategies(state: MigrationState, log) -> dict[str, Any]:
     requested = state.request.strategy
-    downgrade = downgrade_reason(state.info.signature, state.target)
-    if requested == "upgrade" and downgrade:
-        raise MigrationError(f"The upgrade strategy cannot work here: {downgrade}.", "Use --strategy rebuild or auto.")
+    downgrade = refuse_forced_upgrade(state.info.signature, state.target, requested)
     plan = ["rebuild"] if requested == "rebuild" or downgrade else ["upgrade"]
     if requested == "auto" and not downgrade:
         plan.append("rebuild")

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from chroma_migrate.batches import Batch, CollectionPlan, export_collections, plan_collections
-from chroma_migrate.collection_spec import target_collection_spec, unrepresentable
-from chroma_migrate.errors import MigrationError, UnrepresentableDataError
+from chroma_migrate.collection_spec import refuse_unrepresentable, target_collection_spec
+from chroma_migrate.errors import MigrationError
 from chroma_migrate.faults import fault_point
 from chroma_migrate.inspection import describe_database
 from chroma_migrate.phases import PhaseLog
-from chroma_migrate.probe import downgrade_reason, probe
+from chroma_migrate.probe import probe, refuse_forced_upgrade
 from chroma_migrate.report import render_verification
 from chroma_migrate.snapshots.manifest import MANIFEST_NAME
 from chroma_migrate.verify import verify_databases
@@ -80,15 +80,14 @@ def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch
         raise MigrationError(f"batch_size must be at least 1, got {batch_size}.", "Pass a positive batch_size.")
     target = get_version(target_version)
     info = describe_database(paths.source)
-    blocked = [p for c in info.collections for p in unrepresentable(c, target)]
-    if blocked:
-        raise UnrepresentableDataError("The target cannot hold this data: " + "; ".join(blocked) + ".",
-                                       "Choose chromadb 1.5 or newer as the target, or flatten the list metadata.")
-    verdict = probe(paths.source, target.version, work_dir=paths.root)
-    downgrade = downgrade_reason(info.signature, target)
-    if strategy == "upgrade" and downgrade:
-        raise MigrationError(f"The upgrade strategy cannot work here: {downgrade}.", "Use strategy rebuild or auto.")
-    chosen = verdict.strategy if strategy == "auto" else strategy
+    refuse_unrepresentable(info.collections, target)
+    downgrade = refuse_forced_upgrade(info.signature, target, strategy)
+    if strategy == "auto":
+        # Only auto needs the probe's copy-and-open; a forced strategy's own steps do that work.
+        verdict = probe(paths.source, target.version, work_dir=paths.root)
+        chosen, reason = verdict.strategy, verdict.reason
+    else:
+        chosen, reason = strategy, downgrade or f"{strategy} requested"
     batches: list[dict[str, Any]] = []
     if chosen == "upgrade":
         total = sum(c.records for c in info.collections)
@@ -101,7 +100,7 @@ def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch
                 batches.append({"index": len(batches), "kind": "rebuild", "collection": name,
                                 "records": records[name], "batch": asdict(batch), "dimension": dimensions[name]})
     plan = {
-        "format": PLAN_FORMAT, "strategy": chosen, "requested_strategy": strategy, "reason": verdict.reason,
+        "format": PLAN_FORMAT, "strategy": chosen, "requested_strategy": strategy, "reason": reason,
         "source_version": info.reader_version, "written_by": info.written_by, "target_version": target.version,
         "collections": [c.name for c in info.collections], "records": {c.name: c.records for c in info.collections},
         "batch_size": batch_size, "batches": batches,

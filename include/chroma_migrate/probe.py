@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from chroma_migrate.collection_spec import unrepresentable
-from chroma_migrate.errors import WorkerFailedError
+from chroma_migrate.errors import MigrationError, WorkerFailedError
 from chroma_migrate.inspection import DatabaseInfo, describe_database
 from chroma_migrate.versions import ChromaVersion, get_version
 from chroma_migrate.worker_client import run_worker
@@ -49,6 +49,15 @@ def downgrade_reason(signature: dict[str, int], target: ChromaVersion) -> str | 
     return (f"the database has {', '.join(newer)} but chromadb {target.version} knows {known}: "
             f"an older version cannot open a newer schema (1.0.20 panics on sysdb 10), so the data is "
             f"rebuilt in its format")
+
+
+def refuse_forced_upgrade(signature: dict[str, int], target: ChromaVersion, strategy: str) -> str | None:
+    """The downgrade reason, if any; an explicitly requested upgrade of a newer schema is refused."""
+    reason = downgrade_reason(signature, target)
+    if strategy == "upgrade" and reason:
+        raise MigrationError(f"The upgrade strategy cannot work here: {reason}.",
+                             "Use the rebuild or auto strategy.")
+    return reason
 
 
 def pending_migrations(signature: dict[str, int], target: ChromaVersion) -> list[str]:
