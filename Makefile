@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup runtimes test test-fast test-slow lint demo demo-cli bench lock clean
+.PHONY: setup runtimes test test-fast test-slow test-live lint demo demo-cli bench lock clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,12 @@ test-fast: setup
 # Every supported source version to every target: thorough, too slow for every CI run.
 test-slow: runtimes
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+# The DAGs on a production-shaped Airflow (api-server, scheduler, dag-processor, triggerer, two Celery
+# workers; PostgreSQL metadata, Redis broker) driven through its REST API. Needs PostgreSQL on
+# 127.0.0.1:5432 (trust auth) and Redis on 127.0.0.1:6379; the test says how to start them.
+test-live: runtimes
+	$(BIN)/python -m pytest -m live $(PYTEST_ARGS)
 
 # The migration DAG end to end with the real Airflow on local stand-ins (moto, a folder for EFS).
 demo: runtimes

@@ -12,6 +12,15 @@ the same run five ways:
 5. raw add     the target's own add() throughput on in-memory records (in records/s),
                the ceiling for a rebuild's load.
 
+and, for the native reader (issue 6), in the same run:
+
+6. paged get   the source version's own get(), pages of --batch-size (paged_get.py), against
+   native read the native reader reading the same database in place (native_read.py):
+               records/s of the reading itself (client start and open timed apart), peak RSS;
+7. unavoidable copying the files plus the target version opening the copy once
+               (open_once.py): the work no upgrade can avoid, which the verified
+               `upgrade` (1.) is measured against, phase by phase.
+
 Each engine run and each runtime script is a separate child process, reaped with wait4,
 so every peak RSS is that process tree's own largest process and nothing carries over.
 The issue's targets (upgrade ≥5× the baseline, rebuild ≥0.9× raw add throughput, rebuild
@@ -47,6 +56,8 @@ COLLECTION = "bench"
 MIB = 2**20
 
 SPEEDUP_TARGET = 5.0  # upgrade at least 5× faster than the hand-written baseline
+READER_TARGET = 2.5  # the native reader at least 2.5× the source version's paged get(), in records/s
+UPGRADE_OVERHEAD_TARGET = 1.5  # a verified upgrade within 1.5× of copying plus the target opening the copy once
 REBUILD_VS_RAW_TARGET = 0.9  # rebuild throughput at least 0.9× the target's raw add()
 BUSY_SHARE = 0.10  # other processes using more than this share of the CPUs make a figure suspect
 
@@ -74,6 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="where the run's scratch folder goes (default .cache/bench/work); removed afterwards")
     parser.add_argument("--skip-baseline", action="store_true", help="do not run the hand-written baseline")
+    parser.add_argument("--skip-rebuild", action="store_true", help="do not run the engine's rebuild or raw add")
     parser.add_argument("--baseline-page", type=int, default=0,
                         help="baseline get() page size; 0 (default) fetches everything in one call")
     parser.add_argument("--keep-work", action="store_true", help="keep the scratch folder for inspection")
@@ -206,6 +218,49 @@ def measure_baseline(source: Path, work: Path, args: argparse.Namespace, records
     return result
 
 
+def measure_paged_get(db: Path, work: Path, args: argparse.Namespace, records: int) -> dict[str, Any]:
+    """The source version's own get(), page by page, on a copy (chromadb writes to what it opens)."""
+    answer_path = work / "paged-get.json"
+    python = str(ensure_runtime(args.source_version).python)
+    child = run_child([python, str(BENCH_DIR / "paged_get.py"), str(db), COLLECTION, str(answer_path),
+                       "--page", str(args.batch_size)], answer_path, runtime_env())
+    inside = child.answer or {}
+    ok = child.ok and inside.get("records") == records
+    return measurement(f"paged get, chromadb {args.source_version}", inside.get("read_seconds"), records,
+                       child.peak_rss_bytes, child.cpu_seconds, ok, process_seconds=child.seconds, inside=inside,
+                       exit=child.exit)
+
+
+def measure_native_read(source: Path, work: Path, args: argparse.Namespace, records: int) -> dict[str, Any]:
+    """The native reader on the source itself, in place, in a fresh engine interpreter."""
+    answer_path = work / "native-read.json"
+    child = run_child([sys.executable, str(BENCH_DIR / "native_read.py"), str(source), COLLECTION, str(answer_path),
+                       "--batch-size", str(args.batch_size)], answer_path, dict(os.environ))
+    inside = child.answer or {}
+    ok = child.ok and inside.get("records") == records
+    return measurement("native reader", inside.get("read_seconds"), records, child.peak_rss_bytes,
+                       child.cpu_seconds, ok, process_seconds=child.seconds, inside=inside, exit=child.exit)
+
+
+def measure_unavoidable(source: Path, work: Path, args: argparse.Namespace, records: int) -> dict[str, Any]:
+    """What every upgrade must do: copy the files, then have the target open the copy once."""
+    copy, answer_path = work / "unavoidable-copy", work / "open-once.json"
+    started = time.perf_counter()
+    shutil.copytree(source, copy)
+    copied = time.perf_counter() - started
+    python = str(ensure_runtime(args.target_version).python)
+    child = run_child([python, str(BENCH_DIR / "open_once.py"), str(copy), str(answer_path)], answer_path,
+                      runtime_env())
+    counts = (child.answer or {}).get("counts", {})
+    shutil.rmtree(copy, ignore_errors=True)
+    ok = child.ok and counts.get(COLLECTION) == records
+    steps = {"copy": measurement("copy", copied, records),
+             "open": measurement(f"open once, chromadb {args.target_version}", child.seconds, records,
+                                 child.peak_rss_bytes, child.cpu_seconds, child.ok, inside=child.answer)}
+    return measurement("copy + open once", copied + child.seconds, records, child.peak_rss_bytes, child.cpu_seconds,
+                       ok, steps=steps)
+
+
 def measure_engine(strategy: str, source: Path, work: Path, args: argparse.Namespace,
                    records: int) -> dict[str, Any]:
     """One migrate() call in a fresh engine process, verification included."""
@@ -285,6 +340,7 @@ def evaluate(results: dict[str, dict[str, Any]], records: int) -> list[dict[str,
     """The issue's targets (met / not met / not measured) and the ratios given for information."""
     copy, base = results.get("plain_copy"), results.get("baseline")
     upgrade, rebuild, raw = results.get("upgrade"), results.get("rebuild"), results.get("raw_add")
+    paged, native, floor = results.get("paged_get"), results.get("native_read"), results.get("unavoidable")
 
     def wall(m: dict[str, Any] | None) -> float | None:
         return m["wall_seconds"] if m and m["ok"] else None
@@ -303,6 +359,12 @@ def evaluate(results: dict[str, dict[str, Any]], records: int) -> list[dict[str,
     load_seconds = phase_seconds(rebuild, "rebuild: load")
     load_rate = records / load_seconds if load_seconds and rebuild and rebuild["ok"] else None
     rows = [
+        ("native reader records/s ÷ paged get() records/s", _ratio(rate(native), rate(paged)), "≥ 2.5×",
+         lambda v: v >= READER_TARGET, "×"),
+        ("verified upgrade ÷ (copy + open once)", _ratio(wall(upgrade), wall(floor)), "≤ 1.5×",
+         lambda v: v <= UPGRADE_OVERHEAD_TARGET, "×"),
+        ("native reader peak RSS ÷ paged get() peak RSS", _ratio(peak(native), peak(paged)), "(info)", None, ""),
+        ("verified upgrade ÷ (copy + open once), CPU time", _ratio(cpu(upgrade), cpu(floor)), "(info)", None, "×"),
         ("upgrade speedup vs naive baseline", _ratio(wall(base), wall(upgrade)), "≥ 5×",
          lambda v: v >= SPEEDUP_TARGET, "×"),
         ("rebuild records/s ÷ raw add records/s", _ratio(rate(rebuild), rate(raw)), "≥ 0.9",
@@ -347,6 +409,9 @@ def _mib(value: float | None) -> str:
 def print_measurements(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
     labels = {
         "plain_copy": "plain copy (shutil.copytree)",
+        "paged_get": f"paged get(), chromadb {args.source_version} †",
+        "native_read": "native reader, in place †",
+        "unavoidable": f"copy + open once ({args.target_version})",
         "baseline": f"naive baseline {args.source_version}→{args.target_version}",
         "upgrade": "engine upgrade (incl. verify)",
         "rebuild": "engine rebuild (incl. verify)",
@@ -368,6 +433,8 @@ def print_measurements(results: dict[str, dict[str, Any]], args: argparse.Namesp
                   f"{_mib(row['peak_rss_bytes']):>12}{_fmt(row['cpu_seconds'], '.1f'):>9}"
                   f"{_fmt(share * 100 if share is not None else None, '.0f', '%'):>10}  {status}")
     print("  * raw add: add() loop timed inside the process (no interpreter start); CPU s is the whole process.")
+    print("  † reading timed inside the process, without interpreter start and client open; peak RSS and CPU s are "
+          "the whole process.")
     print(f"  other CPU: share of the machine's {os.cpu_count()} CPUs that other processes used during the step.")
     busy = [key for key, m in results.items() if (m.get("foreign_cpu_share") or 0) > BUSY_SHARE]
     if busy:
@@ -439,15 +506,25 @@ def main(argv: list[str] | None = None) -> int:
         warm_page_cache(source)
         print("plain copy ...", flush=True)
         observed("plain_copy", results, measure_copy, source, work, records)
+        plain = Path(results["plain_copy"]["path"])
+        print(f"paged get() with chromadb {args.source_version} (on the plain copy) ...", flush=True)
+        observed("paged_get", results, measure_paged_get, plain, work, args, records)
+        print("native reader (the source in place) ...", flush=True)
+        observed("native_read", results, measure_native_read, source, work, args, records)
         if not args.skip_baseline:
             print("naive baseline (reads the plain copy in place, as a script would) ...", flush=True)
-            observed("baseline", results, measure_baseline, Path(results["plain_copy"]["path"]), work, args, records)
-        shutil.rmtree(work / "plain-copy", ignore_errors=True)
-        for strategy in ("upgrade", "rebuild"):
+            shutil.rmtree(plain)
+            shutil.copytree(source, plain)  # paged get() opened it: start from the source's bytes again
+            observed("baseline", results, measure_baseline, plain, work, args, records)
+        shutil.rmtree(plain, ignore_errors=True)
+        print(f"copy + chromadb {args.target_version} opening the copy once ...", flush=True)
+        observed("unavoidable", results, measure_unavoidable, source, work, args, records)
+        for strategy in ("upgrade",) if args.skip_rebuild else ("upgrade", "rebuild"):
             print(f"engine {strategy} ...", flush=True)
             observed(strategy, results, measure_engine, strategy, source, work, args, records)
-        print(f"raw add with chromadb {args.target_version} ...", flush=True)
-        observed("raw_add", results, measure_raw_add, work, args, records)
+        if not args.skip_rebuild:
+            print(f"raw add with chromadb {args.target_version} ...", flush=True)
+            observed("raw_add", results, measure_raw_add, work, args, records)
     finally:
         if args.keep_work:
             print(f"scratch kept in {work}")

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from chroma_migrate import report
+from chroma_migrate.batches import EXPORTERS
 from chroma_migrate.errors import MigrationError, VerificationFailedError
 from chroma_migrate.fixtures import build_database, receipt_spec
 from chroma_migrate.inspection import describe_database
 from chroma_migrate.migrate import DEFAULT_BATCH_SIZE, STRATEGIES, MigrationRequest, migrate
 from chroma_migrate.probe import probe
 from chroma_migrate.runtimes import ensure_runtime, list_runtimes
-from chroma_migrate.verify import verify_databases
+from chroma_migrate.verify import READERS, verify_databases
 from chroma_migrate.versions import get_version, latest_version, supported_version_names
 
 
@@ -55,12 +56,16 @@ def _parser() -> argparse.ArgumentParser:
     migrate_cmd.add_argument("out", type=Path)
     migrate_cmd.add_argument("--target", default=latest_version().version, help="chromadb version to write")
     migrate_cmd.add_argument("--strategy", default="auto", choices=STRATEGIES)
+    migrate_cmd.add_argument("--export-with", default="native", choices=EXPORTERS,
+                             help="rebuild export: the native reader in place (default) or the source's chromadb")
 
     verify_cmd = commands.add_parser("verify", parents=[common, work], help="compare two databases")
     verify_cmd.add_argument("source", type=Path)
     verify_cmd.add_argument("target", type=Path)
     verify_cmd.add_argument("--source-version", help="read SOURCE with this version (default: its writer)")
     verify_cmd.add_argument("--target-version", help="read TARGET with this version (default: its writer)")
+    verify_cmd.add_argument("--read-with", default="native", choices=READERS,
+                            help="the native reader in place (default) or each side's chromadb on a copy")
 
     runtime = commands.add_parser("runtime", help="chromadb runtimes (one virtual environment per version)")
     runtime_commands = runtime.add_subparsers(dest="runtime_command", required=True)
@@ -93,14 +98,15 @@ def _probe(args) -> tuple[dict[str, Any], str, int]:
 
 def _migrate(args) -> tuple[dict[str, Any], str, int]:
     request = MigrationRequest(args.path, args.out, args.target, args.strategy, _collections(args.collections),
-                               args.batch_size, args.workers)
+                               args.batch_size, args.workers, args.export_with)
     log = (lambda message: print(message, file=sys.stderr)) if not args.json else (lambda _m: None)
     result = migrate(request, log=log)
     return result, report.render_migration(result), 0
 
 
 def _verify(args) -> tuple[dict[str, Any], str, int]:
-    """Both sides are copied first: chromadb writes to every database it opens."""
+    """Native: both sides read in place (the target's recall queries run on a scratch copy).
+    Runtime: both sides copied first, because chromadb writes to every database it opens."""
     if args.batch_size < 1 or args.workers < 1:
         raise MigrationError("--batch-size and --workers must be at least 1.", "Use positive numbers.")
     source_version = get_version(args.source_version).version if args.source_version else None
@@ -108,12 +114,15 @@ def _verify(args) -> tuple[dict[str, Any], str, int]:
     describe_database(args.source)
     describe_database(args.target)
     with tempfile.TemporaryDirectory(prefix="chroma-migrate-verify-copies-") as scratch:
-        source_copy, target_copy = Path(scratch) / "source", Path(scratch) / "target"
-        shutil.copytree(args.source, source_copy)
-        shutil.copytree(args.target, target_copy)
-        result = verify_databases(source_copy, target_copy, source_version=source_version,
+        source, target = args.source, args.target
+        if args.read_with == "runtime":
+            source, target = Path(scratch) / "source", Path(scratch) / "target"
+            shutil.copytree(args.source, source)
+            shutil.copytree(args.target, target)
+        result = verify_databases(source, target, source_version=source_version,
                                   target_version=target_version, collections=_collections(args.collections),
-                                  batch_size=args.batch_size, workers=args.workers, work_dir=Path(scratch))
+                                  batch_size=args.batch_size, workers=args.workers, work_dir=Path(scratch),
+                                  reader=args.read_with)
     result.update(source=str(args.source), target=str(args.target))
     return result, report.render_verification(result), 0 if result["passed"] else 1
 

@@ -3,6 +3,10 @@
 Exact equality is the rule. Two differences are chromadb's own doing and are accepted as
 equivalent, and counted apart: cosine embeddings go through normalise/denormalise on every
 write (a few float32 ulps), and 1.x parses metadata floats with serde_json (at most 1 ulp).
+
+`compare_native_ranges` is one verification process's share: it reads some id ranges of
+both sides with the native reader and also keeps the exact nearest neighbours of the
+recall queries among the source records it saw; `merge_shares` folds the shares together.
 """
 
 from __future__ import annotations
@@ -10,11 +14,15 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from chroma_migrate import exchange
 from chroma_migrate.exchange import RecordBatch, record_digest
+from chroma_migrate.native import open_database
+from chroma_migrate.native.nearest import nearest_ids
 
 DIGEST_MODULUS = 2**128
 SAMPLE_LIMIT = 10
@@ -52,6 +60,25 @@ class CollectionComparison:
     missing_sample: list[str] = field(default_factory=list)
     extra_sample: list[str] = field(default_factory=list)
     different_sample: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_identical(self, digests: list[bytes]) -> None:
+        """Records equal on both sides: each digest counts for both."""
+        for digest in digests:
+            self.source.add(digest)
+            self.target.add(digest)
+        self.identical += len(digests)
+
+    def merge(self, other: CollectionComparison) -> None:
+        """Fold in the comparison of other id ranges (another process's share)."""
+        for mine, theirs in ((self.source, other.source), (self.target, other.target)):
+            mine.count += theirs.count
+            mine.total = (mine.total + theirs.total) % DIGEST_MODULUS
+        for name in ("identical", "equivalent", "missing", "extra", "different"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for reason, count in other.equivalent_reasons.items():
+            self.equivalent_reasons[reason] = self.equivalent_reasons.get(reason, 0) + count
+        for name in ("missing_sample", "extra_sample", "different_sample"):
+            getattr(self, name).extend(getattr(other, name)[:SAMPLE_LIMIT - len(getattr(self, name))])
 
     @property
     def records_match(self) -> bool:
@@ -165,3 +192,107 @@ def compare_batches(source: RecordBatch, target: RecordBatch, space: str, result
                     result.different_sample.append({"id": source.ids[i], "fields": notes})
             i += 1
             j += 1
+
+
+def _distances(space: str, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    q = queries.astype(np.float64)
+    v = vectors.astype(np.float64)
+    if space == "cosine":
+        qn = q / (np.linalg.norm(q, axis=1, keepdims=True) + 1e-30)
+        vn = v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-30)
+        return 1.0 - qn @ vn.T
+    if space == "ip":
+        return 1.0 - q @ v.T
+    return (q * q).sum(1)[:, None] - 2 * q @ v.T + (v * v).sum(1)[None, :]
+
+
+Neighbours = list[list[tuple[float, str]]]
+
+
+def exact_neighbours(space: str, queries: np.ndarray, batches: list[RecordBatch], k: int,
+                     best: Neighbours | None = None) -> Neighbours:
+    """Running brute-force top-k: feed it one batch at a time."""
+    best = best if best is not None else [[] for _ in range(len(queries))]
+    for batch in batches:
+        if not len(batch):
+            continue
+        distances = _distances(space, queries, batch.embeddings)
+        take = min(k, distances.shape[1])
+        nearest = np.argpartition(distances, take - 1, axis=1)[:, :take]
+        for row, candidates in enumerate(best):
+            candidates.extend((float(distances[row][t]), batch.ids[t]) for t in nearest[row])
+            candidates.sort()
+            del candidates[k:]
+    return best
+
+
+@dataclass
+class RangeShare:
+    """Some id ranges of one collection compared, and the exact neighbours among their source records."""
+
+    comparison: CollectionComparison
+    best: Neighbours | None
+    nearest: list[list[str]] | None = None  # the source's own answers, from the share asked for them
+    source_count: int | None = None
+
+
+def compare_pair(source: RecordBatch, target: RecordBatch, space: str, result: CollectionComparison) -> None:
+    """Equal batches (the usual case) are hashed once; others are compared record by record."""
+    if exchange.same_records(source, target):
+        result.add_identical(exchange.batch_digests(source))
+    else:
+        compare_batches(source, target, space, result)
+
+
+def compare_native_ranges(source_db: str, target_db: str, name: str, space: str,
+                          ranges: list[tuple[str | None, str | None, str | None]], queries_file: str | None,
+                          k: int, answer_queries: bool = False) -> RangeShare:
+    """Read each range (low, high, source exchange file or None) on both sides natively and compare.
+
+    With `answer_queries`, also the source's own nearest neighbours (its hnsw graph, walked
+    natively) and its count. Runs in a verification worker process: everything in and out
+    is plain and picklable.
+    """
+    result, best, nearest, count = CollectionComparison(), None, None, None
+    queries = np.load(queries_file) if queries_file else None
+    with open_database(source_db) as source, open_database(target_db) as target:
+        source_collection, target_collection = source.collection(name), target.collection(name)
+        if answer_queries:
+            count = source_collection.count
+            nearest = nearest_ids(source_collection, queries, k) if queries is not None and count else None
+        for low, high, source_file in ranges:
+            source_batch = (exchange.read_batch(Path(source_file)) if source_file
+                            else source_collection.read_range(low, high))
+            if queries is not None:
+                best = exact_neighbours(space, queries, [source_batch], k, best)
+            compare_pair(source_batch, target_collection.read_range(low, high), space, result)
+    return RangeShare(result, best, nearest, count)
+
+
+def compare_exported_files(source_files: list[Path], target_files: list[Path], space: str,
+                           queries: np.ndarray | None, k: int) -> RangeShare:
+    """Exports of both sides: ids and hashes first, whole target batches only where they disagree."""
+    result, best = CollectionComparison(), None
+    for source_file, target_file in zip(source_files, target_files, strict=True):
+        source_batch = exchange.read_batch(source_file)
+        if queries is not None:
+            best = exact_neighbours(space, queries, [source_batch], k, best)
+        target_ids, target_digests = exchange.read_fingerprints(target_file)
+        source_digests = exchange.batch_digests(source_batch)
+        if target_ids == source_batch.ids and target_digests == source_digests:
+            result.add_identical(source_digests)
+        else:
+            compare_batches(source_batch, exchange.read_batch(target_file), space, result)
+    return RangeShare(result, best)
+
+
+def merge_shares(shares: list[RangeShare], k: int) -> RangeShare:
+    merged = RangeShare(CollectionComparison(), None)
+    for share in shares:
+        merged.comparison.merge(share.comparison)
+        if share.best is not None:
+            merged.best = share.best if merged.best is None else [
+                sorted(a + b)[:k] for a, b in zip(merged.best, share.best, strict=True)]
+        if share.source_count is not None:
+            merged.nearest, merged.source_count = share.nearest, share.source_count
+    return merged

@@ -1,7 +1,8 @@
 """Facts read from `chroma.sqlite3` with the standard library, strictly read-only.
 
 chromadb writes to the file whenever it opens it, so everything that must leave a
-database untouched (inspect, probe planning, integrity checks) reads it through here.
+database untouched reads it read-only: the native reader (`chroma_migrate.native`) builds
+on the collection facts and index settings here, and the runtime workers use the rest.
 Imported by the runtime workers too: stdlib only.
 """
 
@@ -59,11 +60,6 @@ def migration_signature(conn: sqlite3.Connection) -> dict[str, int]:
         raise DatabaseFileError("chroma.sqlite3 has no `migrations` table, so it is not a ChromaDB database")
     rows = conn.execute("SELECT dir, MAX(version) FROM migrations GROUP BY dir").fetchall()
     return {directory: int(version) for directory, version in rows}
-
-
-def integrity_problems(conn: sqlite3.Connection) -> list[str]:
-    rows = [row[0] for row in conn.execute("PRAGMA quick_check")]
-    return [] if rows == ["ok"] else rows
 
 
 @dataclass
@@ -195,18 +191,6 @@ def ids_in_range(conn: sqlite3.Connection, metadata_segment: str, low: str | Non
         query += " AND embedding_id < ?"
         params.append(high)
     return [row[0] for row in conn.execute(query + " ORDER BY embedding_id", params)]
-
-
-def batch_boundaries(conn: sqlite3.Connection, metadata_segment: str, batch_size: int) -> list[str]:
-    """Every batch_size-th id in id order: the lower bounds of batches 2..n, streamed."""
-    cursor = conn.execute(
-        "SELECT embedding_id FROM embeddings WHERE segment_id = ? ORDER BY embedding_id", (metadata_segment,)
-    )
-    bounds = []
-    for position, (record_id,) in enumerate(cursor):
-        if position and position % batch_size == 0:
-            bounds.append(record_id)
-    return bounds
 
 
 def size_on_disk(db_path: Path) -> int:

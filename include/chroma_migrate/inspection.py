@@ -1,8 +1,9 @@
-"""What a database is, read without chromadb and without changing a byte.
+"""What a database is, read by the native reader in place, without chromadb and without changing a byte.
 
 `describe_database` is also the gate every command passes first: it refuses a path that
-is not a ChromaDB database, a damaged SQLite file, a missing segment folder, or a schema
-newer than any supported version, each with a message that says what to do.
+is not a ChromaDB database, a damaged SQLite file, a missing segment folder or pickle of a
+flushed index, or a schema with a migration no supported version writes, each with a
+message that says what to do.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from chroma_migrate import dbfile
 from chroma_migrate.errors import MigrationError, NotAChromaDatabaseError, UnsupportedVersionError
+from chroma_migrate.native import CorruptDatabaseError, open_database
 from chroma_migrate.versions import (
     ChromaVersion,
     newest_known_signature,
@@ -87,47 +89,21 @@ def reader_for(signature: dict[str, int]) -> ChromaVersion:
 
 
 def describe_database(path: Path) -> DatabaseInfo:
+    """Facts from the native reader, in place: SQLite read-only, the segment folders checked, nothing written."""
     path = Path(path)
     _check_directory(path)
-    sqlite_path = path / dbfile.SQLITE_FILE
-    try:
-        with dbfile.open_readonly(path) as conn:
-            problems = dbfile.integrity_problems(conn)
-            if problems:
-                raise NotAChromaDatabaseError(
-                    f"{sqlite_path} is damaged: {'; '.join(problems[:3])}.",
-                    "Restore the database from a backup or an earlier snapshot; nothing was modified.",
-                )
-            signature = dbfile.migration_signature(conn)
-            facts = dbfile.collections(conn)
-    except dbfile.DatabaseFileError as exc:
-        raise NotAChromaDatabaseError(
-            f"{sqlite_path} cannot be read as a ChromaDB database ({exc}).",
-            "Check that the file is complete (not truncated by a failed copy) or restore it from a backup.",
-        ) from exc
-    reader = reader_for(signature)
-    collections = []
-    for item in facts:
-        _check_segment_folder(path, item)
-        collections.append(CollectionInfo(
-            name=item.name, id=item.id, records=item.record_count, dimension=item.dimension,
-            index=dbfile.index_settings(item, trust_config=reader.is_rust_core),
-            metadata=item.metadata,
-            configuration=item.config_json if reader.is_rust_core else None,
-            list_metadata_keys=item.list_metadata_keys,
-        ))
-    return DatabaseInfo(
-        path=str(path), size_bytes=dbfile.size_on_disk(path), signature=signature,
-        written_by=[v.version for v in versions_with_signature(signature)], reader_version=reader.version,
-        collections=collections,
-    )
-
-
-def _check_segment_folder(path: Path, item: dbfile.CollectionFacts) -> None:
-    """chromadb creates the vector folder with the first record; without it records are lost."""
-    if item.record_count and item.vector_segment and not (path / item.vector_segment).is_dir():
-        raise NotAChromaDatabaseError(
-            f"Collection {item.name!r} has {item.record_count} records but its vector segment folder "
-            f"{path / item.vector_segment} is missing.",
-            "The copy of this database is incomplete: copy the whole folder again, segment folders included.",
+    with open_database(path) as db:
+        problems = db.sql.quick_check()
+        if problems:
+            raise CorruptDatabaseError(
+                "sqlite_corrupt", db.sql.path, f"is damaged: {'; '.join(problems[:3])}.",
+                "Restore the database from a backup or an earlier snapshot; nothing was modified.")
+        reader = reader_for(db.format.signature)
+        collections = []
+        for collection in db.collections():
+            collection.check_segment_files()
+            collections.append(CollectionInfo(**asdict(collection.info)))
+        return DatabaseInfo(
+            path=str(path), size_bytes=dbfile.size_on_disk(path), signature=db.format.signature,
+            written_by=list(db.format.written_by), reader_version=reader.version, collections=collections,
         )

@@ -1,9 +1,10 @@
 """Write a verified copy of a database in another chromadb version's format.
 
 All work happens in a hidden sibling of OUT (same file system, so the final step is a
-rename): a copy of the source, the target being built, and the exported batches. OUT
-appears only after verification passed; a failure removes the sibling and leaves PATH
-and OUT as they were.
+rename): the target being built, the exported batches and, for the runtime exporter
+only, a copy of the source. The native reader reads the source in place, so PATH is
+never copied for it. OUT appears only after verification passed; a failure removes the
+sibling and leaves PATH and OUT as they were.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chroma_migrate.batches import CollectionPlan, QuerySet, export_collections, plan_collections
+from chroma_migrate.batches import EXPORTERS, CollectionPlan, QuerySet, export_collections, plan_collections
 from chroma_migrate.collection_spec import refuse_unrepresentable, target_collection_spec
 from chroma_migrate.errors import (
     MigrationError,
@@ -24,9 +25,11 @@ from chroma_migrate.errors import (
 from chroma_migrate.inspection import DatabaseInfo, describe_database
 from chroma_migrate.phases import PhaseLog
 from chroma_migrate.probe import refuse_forced_upgrade
-from chroma_migrate.verify import query_sets_for, verify_databases
+from chroma_migrate.verify import pick_queries, query_jobs, query_sets_for, verify_databases
 from chroma_migrate.versions import ChromaVersion, get_version
 from chroma_migrate.worker_client import run_worker
+
+NEAREST_KEY = "__nearest__"  # where the load operation puts its answers (worker/write_ops.py)
 
 STRATEGIES = ("auto", "upgrade", "rebuild")
 DEFAULT_BATCH_SIZE = 5000
@@ -41,6 +44,7 @@ class MigrationRequest:
     collections: list[str] | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     workers: int = 1
+    export_with: str = "native"
 
 
 @dataclass
@@ -79,6 +83,8 @@ def validate_request(request: MigrationRequest) -> tuple[ChromaVersion, Database
                              f"Use a positive number; {DEFAULT_BATCH_SIZE} is the default.")
     if request.workers < 1:
         raise MigrationError(f"--workers must be at least 1, got {request.workers}.", "Use 1 or more.")
+    if request.export_with not in EXPORTERS:
+        raise MigrationError(f"Unknown exporter {request.export_with!r}.", f"Use one of {', '.join(EXPORTERS)}.")
     source, out = request.source.resolve(), request.out.resolve()
     if out == source or source in out.parents:
         raise MigrationError(f"OUT {out} is inside the source {source}.", "Choose an OUT outside PATH.")
@@ -102,16 +108,14 @@ def _free_bytes(path: Path) -> int:
 def migrate(request: MigrationRequest, log=print) -> dict[str, Any]:
     target, info, names = validate_request(request)
     out = request.out.resolve()
-    need = 3 * info.size_bytes
+    need = (3 if request.export_with == "runtime" else 2) * info.size_bytes
     if _free_bytes(out.parent) < need:
         raise MigrationError(f"{out.parent} has {_free_bytes(out.parent)} bytes free; this migration needs "
-                             f"about {need} (a copy, the new database and the batches).", "Free space first.")
+                             f"about {need} (the new database and the batches).", "Free space first.")
     stage = out.parent / f".{out.name}.chroma-migrate-{uuid.uuid4().hex[:8]}"
     state = MigrationState(request, target, info, stage, names, PhaseLog(log))
     stage.mkdir()
     try:
-        with state.phases.phase("copy source"):
-            shutil.copytree(info.path, state.source_copy)
         verification = _run_strategies(state, log)
         if out.exists():
             out.rmdir()
@@ -121,6 +125,7 @@ def migrate(request: MigrationRequest, log=print) -> dict[str, Any]:
     final = state.attempts[-1]
     return {
         "source": info.path, "out": str(out), "source_version": info.reader_version,
+        "export_with": request.export_with,
         "written_by": info.written_by, "target_version": target.version, "strategy": final.strategy,
         "attempts": [a.__dict__ for a in state.attempts], "collections": names,
         "verification": verification, "phases": state.phases.to_list(),
@@ -155,51 +160,71 @@ def _run_strategies(state: MigrationState, log) -> dict[str, Any]:
 
 
 def _verify(state: MigrationState, source_plans: dict[str, CollectionPlan] | None = None,
-            query_sets: dict[str, QuerySet] | None = None) -> dict[str, Any]:
+            query_sets: dict[str, QuerySet] | None = None,
+            target_nearest: dict[str, list[list[str]]] | None = None) -> dict[str, Any]:
+    """The native reader compares the source in place with the new database; chromadb is not started."""
     with state.phases.phase("verify"):
         report = verify_databases(
-            state.source_copy, state.target_db, source_version=state.info.reader_version,
+            Path(state.info.path), state.target_db, source_version=state.info.reader_version,
             target_version=state.target.version, collections=state.names, batch_size=state.request.batch_size,
             workers=state.request.workers, work_dir=state.stage, phases=state.phases,
-            source_plans=source_plans, query_sets=query_sets,
+            source_plans=source_plans, query_sets=query_sets, target_nearest=target_nearest, source_info=state.info,
         )
     if not report["passed"]:
         raise VerificationFailedError("Verification failed: " + "; ".join(report["problems"][:5]), report)
     return report
 
 
+def _recall_queries(state: MigrationState) -> tuple[dict[str, CollectionPlan], dict[str, QuerySet]]:
+    """Batches and recall queries, both taken natively from the source before the target runs."""
+    query_dir = state.stage / "queries"
+    query_dir.mkdir(exist_ok=True)
+    dimensions = {name: state.info.collection(name).dimension for name in state.names}
+    plans = plan_collections(Path(state.info.path), dimensions, state.request.batch_size)
+    query_sets = query_sets_for(state.names, query_dir)
+    return plans, query_sets
+
+
 def _upgrade(state: MigrationState) -> dict[str, Any]:
-    """Copy, let the target open (and migrate) the copy, drop unselected collections, verify."""
+    """Copy, let the target open (and migrate) the copy and answer the recall queries in the same
+    process, drop unselected collections, verify natively."""
     with state.phases.phase("upgrade: copy"):
         shutil.copytree(state.info.path, state.target_db)
+    plans, query_sets = _recall_queries(state)
+    pick_queries(Path(state.info.path), plans, query_sets)
     with state.phases.phase("upgrade: open with target"):
-        result = run_worker(state.target.version, "describe", {"path": str(state.target_db)})
+        result = run_worker(state.target.version, "describe",
+                            {"path": str(state.target_db), "queries": query_jobs(query_sets)})
         state.phases.child_peak(result.peak_rss_bytes)
         unselected = [c.name for c in state.info.collections if c.name not in state.names]
         if unselected:
             run_worker(state.target.version, "delete_collections",
                        {"path": str(state.target_db), "names": unselected})
-    return _verify(state)
-
+    return _verify(state, query_sets=query_sets, target_nearest=result.data.get("nearest", {}))
 
 
 def _rebuild(state: MigrationState) -> dict[str, Any]:
-    """Export with the source version in id-range batches, load into a fresh target database.
+    """Export the source in id-range batches (natively in place, or with its chromadb on a copy),
+    load them into a fresh target database, which then answers the recall queries.
 
-    The export also answers the recall queries, so verification reads only the target.
+    The export also answers the source's side of the recall queries, so verification
+    reads the source batches back from the export files.
     """
     state.target_db.mkdir()
-    dimensions = {name: state.info.collection(name).dimension for name in state.names}
-    query_dir = state.stage / "queries"
-    query_dir.mkdir()
-    query_sets = query_sets_for(state.names, query_dir)
-    with state.phases.phase("rebuild: export", workers=state.request.workers):
-        plans = plan_collections(state.source_copy, dimensions, state.request.batch_size)
-        plans = export_collections(state.info.reader_version, state.source_copy, plans, state.stage / "export",
-                                   workers=state.request.workers, phases=state.phases, queries=query_sets)
+    source = Path(state.info.path)
+    if state.request.export_with == "runtime" and not state.source_copy.exists():
+        with state.phases.phase("copy source"):
+            shutil.copytree(state.info.path, state.source_copy)
+        source = state.source_copy
+    plans, query_sets = _recall_queries(state)
+    with state.phases.phase("rebuild: export", workers=state.request.workers, exporter=state.request.export_with):
+        plans = export_collections(state.info.reader_version, source, plans, state.stage / "export",
+                                   workers=state.request.workers, phases=state.phases, queries=query_sets,
+                                   export_with=state.request.export_with)
     with state.phases.phase("rebuild: load"):
         jobs = [{"collection": target_collection_spec(state.info.collection(name), state.target),
                  "files": [str(f) for f in plans[name].files]} for name in state.names]
-        result = run_worker(state.target.version, "load", {"path": str(state.target_db), "jobs": jobs})
+        result = run_worker(state.target.version, "load",
+                            {"path": str(state.target_db), "jobs": jobs, "queries": query_jobs(query_sets)})
         state.phases.child_peak(result.peak_rss_bytes)
-    return _verify(state, plans, query_sets)
+    return _verify(state, plans, query_sets, target_nearest=result.data.get(NEAREST_KEY, {}))

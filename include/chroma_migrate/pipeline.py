@@ -26,6 +26,7 @@ from chroma_migrate.phases import PhaseLog
 from chroma_migrate.probe import probe, refuse_forced_upgrade
 from chroma_migrate.report import render_verification
 from chroma_migrate.snapshots.manifest import MANIFEST_NAME
+from chroma_migrate.staging_space import cleaned_when_full
 from chroma_migrate.verify import verify_databases
 from chroma_migrate.versions import get_version
 from chroma_migrate.worker_client import run_worker
@@ -84,7 +85,8 @@ def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch
     downgrade = refuse_forced_upgrade(info.signature, target, strategy)
     if strategy == "auto":
         # Only auto needs the probe's copy-and-open; a forced strategy's own steps do that work.
-        verdict = probe(paths.source, target.version, work_dir=paths.root)
+        with cleaned_when_full("probing a copy of the source", paths.root):
+            verdict = probe(paths.source, target.version, work_dir=paths.root)
         chosen, reason = verdict.strategy, verdict.reason
     else:
         chosen, reason = strategy, downgrade or f"{strategy} requested"
@@ -126,21 +128,48 @@ def export_batch(paths: RunPaths, plan: dict[str, Any], batch: dict[str, Any]) -
     if batch["kind"] == "upgrade":
         staging = paths.root / "target.upgrading"
         shutil.rmtree(staging, ignore_errors=True)
-        # The downloaded source carries the old version's manifest; the new version gets its own.
-        shutil.copytree(paths.source, staging, ignore=shutil.ignore_patterns(MANIFEST_NAME))
-        described = run_worker(plan["target_version"], "describe", {"path": str(staging)}).data
+        with cleaned_when_full("copying the source for the upgrade", paths.root, staging):
+            # The downloaded source carries the old version's manifest; the new version gets its own.
+            shutil.copytree(paths.source, staging, ignore=shutil.ignore_patterns(MANIFEST_NAME))
+            described = run_worker(plan["target_version"], "describe", {"path": str(staging)}).data
         shutil.rmtree(paths.target, ignore_errors=True)
         staging.rename(paths.target)
         counts = {c["name"]: c["count"] for c in described["collections"]}
+        fault_point("export_batch_written", batch["index"])
         return {"index": batch["index"], "kind": "upgrade", "count": sum(counts.values()), "counts": counts}
     name = batch["collection"]
     piece = Batch(**batch["batch"])
-    exported = export_collections(
-        plan["source_version"], paths.source, {name: CollectionPlan(name, [piece], batch["dimension"])},
-        paths.exports / f"{batch['index']:05d}", workers=1, phases=PhaseLog(), complete=False,
-    )[name]
+    folder = paths.exports / f"{batch['index']:05d}"
+    shutil.rmtree(folder, ignore_errors=True)  # files of an attempt that died are never mixed with this one's
+    with cleaned_when_full(f"exporting batch {batch['index']}", paths.root, folder):
+        exported = export_collections(
+            plan["source_version"], paths.source, {name: CollectionPlan(name, [piece], batch["dimension"])},
+            folder, workers=1, phases=PhaseLog(), complete=False,
+        )[name]
+    fault_point("export_batch_written", batch["index"])
     return {"index": batch["index"], "kind": "rebuild", "collection": name, "count": exported.exported,
-            "files": [str(f) for f in exported.files], "collection_count": exported.count}
+            "files": [str(f) for f in exported.files], "sha256": [file_sha256(f) for f in exported.files],
+            "collection_count": exported.count}
+
+
+def file_sha256(path: Path | str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def changed_exports(exported: dict[str, Any]) -> list[str]:
+    """Exported files that are gone or whose bytes differ from what the export recorded."""
+    recorded = exported.get("sha256") or [None] * len(exported.get("files", []))
+    problems = []
+    for name, sha256 in zip(exported.get("files", []), recorded, strict=True):
+        if not Path(name).is_file():
+            problems.append(f"{name} is missing")
+        elif sha256 is not None and file_sha256(name) != sha256:
+            problems.append(f"{name} changed since it was exported (sha256 differs from the recorded {sha256[:12]}…)")
+    return problems
 
 
 def load_batch(paths: RunPaths, plan: dict[str, Any], batch: dict[str, Any], exported: dict[str, Any],
@@ -149,13 +178,24 @@ def load_batch(paths: RunPaths, plan: dict[str, Any], batch: dict[str, Any], exp
     fault_point("load_batch", batch["index"])
     if batch["kind"] == "upgrade":
         return {"index": batch["index"], "kind": "upgrade", "count": exported["count"]}
+    problems = changed_exports(exported)
+    if problems:
+        raise MigrationError(
+            f"Load batch {batch['index']} refused: " + "; ".join(problems) + ".",
+            "The staging area was damaged after the export; nothing was loaded from it. Rerun (clear) the run: "
+            "the export of this batch is redone because its files no longer match.",
+        )
     info = describe_database(paths.source).collection(batch["collection"])
     spec = target_collection_spec(info, get_version(plan["target_version"]))
     paths.target.mkdir(parents=True, exist_ok=True)
-    result = run_worker(plan["target_version"], "load", {
-        "path": str(paths.target), "jobs": [{"collection": spec, "files": exported["files"]}], "mode": "upsert",
-    })
+    # No cleanup here: the new database holds the batches loaded before; a rerun upserts this one
+    # again and verification proves the result.
+    with cleaned_when_full(f"loading batch {batch['index']} into the new database", paths.root):
+        result = run_worker(plan["target_version"], "load", {
+            "path": str(paths.target), "jobs": [{"collection": spec, "files": exported["files"]}], "mode": "upsert",
+        })
     loaded = result.data[batch["collection"]]
+    fault_point("load_batch_written", batch["index"])
     return {"index": batch["index"], "kind": "rebuild", "collection": batch["collection"],
             "count": loaded["written"], "collection_count_after": loaded["count"]}
 
@@ -166,9 +206,10 @@ def verify_run(paths: RunPaths, plan: dict[str, Any], batch_size: int | None = N
     The source is exported again here rather than reusing the batch files: a retried or
     cleared run may have lost them, and the check stays independent of the export.
     """
-    report = verify_databases(paths.source, paths.target, source_version=plan["source_version"],
-                              target_version=plan["target_version"], batch_size=batch_size or plan["batch_size"],
-                              work_dir=paths.root)
+    with cleaned_when_full("verifying (the verifier's copies are removed with it)", paths.root):
+        report = verify_databases(paths.source, paths.target, source_version=plan["source_version"],
+                                  target_version=plan["target_version"],
+                                  batch_size=batch_size or plan["batch_size"], work_dir=paths.root)
     report["strategy"] = plan["strategy"]
     paths.report_json.write_text(json.dumps(report, indent=2, default=str))
     paths.report_md.write_text(render_report_markdown(plan, report))

@@ -1,7 +1,9 @@
 """Decide per collection whether a target version needs noop, upgrade or rebuild.
 
-Facts come from the read-only SQLite gate; anything that needs the target to open the
-database happens on a copy, in the target's runtime, in a child process.
+Facts come from the native reader, in place (no copy, no child process): the schema, the
+collections, and for `noop` the proof that every collection reads back consistently.
+Only what the native reader cannot know, whether the target's own migration of the file
+succeeds, is learned by letting the target open a copy, in a child process.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from chroma_migrate.collection_spec import unrepresentable
 from chroma_migrate.errors import MigrationError, WorkerFailedError
 from chroma_migrate.inspection import DatabaseInfo, describe_database
+from chroma_migrate.native import check_integrity
 from chroma_migrate.versions import ChromaVersion, get_version
 from chroma_migrate.worker_client import run_worker
 
@@ -81,13 +84,25 @@ def try_open_copy(info: DatabaseInfo, target: ChromaVersion, work_dir: Path | No
     return True, f"chromadb {target.version} opened a copy and counts match"
 
 
+def read_natively(info: DatabaseInfo) -> tuple[bool, str]:
+    """Whether every collection reads back whole (every record has its vector), by the native reader."""
+    try:
+        counts = check_integrity(info.path)
+    except MigrationError as exc:
+        return False, f"the native reader found the database inconsistent: {exc.problem}"
+    wrong = [c.name for c in info.collections if counts.get(c.name) != c.records]
+    if wrong:
+        return False, f"the native reader counts differ for {', '.join(wrong)}"
+    return True, "the native reader read every collection in place and it is consistent"
+
+
 def probe(path: Path, target_version: str, *, work_dir: Path | None = None) -> ProbeResult:
     target = get_version(target_version)
     info = describe_database(path)
     blocked = {c.name: "; ".join(unrepresentable(c, target)) for c in info.collections if unrepresentable(c, target)}
     if info.signature == target.signature:
-        opened, detail = try_open_copy(info, target, work_dir)
-        strategy, reason = ("noop", f"already in chromadb {target.version}'s format; {detail}") if opened else (
+        readable, detail = read_natively(info)
+        strategy, reason = ("noop", f"already in chromadb {target.version}'s format; {detail}") if readable else (
             "rebuild", detail)
     elif reason := downgrade_reason(info.signature, target):
         strategy = "rebuild"

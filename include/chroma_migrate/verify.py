@@ -1,29 +1,44 @@
 """Prove a target database holds what the source holds, collection by collection.
 
-Each side is read by its own chromadb version, in the same id ranges and at the same
-time, so memory stays bounded by the batch size. Checked: counts, id sets, an
-order-independent content digest with a per-record explanation of any difference,
-collection metadata, index settings, and nearest-neighbour recall of seeded random
-queries through both versions' own indexes against exact neighbours of the source data.
+Both sides are read in the same id ranges, one batch at a time, so memory stays bounded
+by the batch size. By default the native reader reads them in place (no copy, no chromadb
+process); `reader="runtime"` has each side exported by its own chromadb instead (each on a
+copy: chromadb writes to what it opens). Checked: counts, id sets, an order-independent
+content digest with a per-record explanation of any difference, collection metadata,
+index settings, and nearest-neighbour recall of queries picked from the source data,
+against exact neighbours of the source data: the source answered through its own index
+(walked natively, or by its chromadb), the target always through the target's chromadb.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from chroma_migrate import exchange
-from chroma_migrate.batches import CollectionPlan, QuerySet, export_collections, plan_collections
-from chroma_migrate.compare import CollectionComparison, compare_batches
-from chroma_migrate.inspection import CollectionInfo, describe_database
+from chroma_migrate.batches import CollectionPlan, QuerySet, export_collections, plan_collections, process_pool
+from chroma_migrate.compare import (
+    RangeShare,
+    compare_exported_files,
+    compare_native_ranges,
+    exact_neighbours,
+    merge_shares,
+)
+from chroma_migrate.errors import MigrationError
+from chroma_migrate.inspection import CollectionInfo, DatabaseInfo, describe_database
+from chroma_migrate.native import open_database
 from chroma_migrate.phases import PhaseLog
 from chroma_migrate.worker_client import run_worker
+
+READERS = ("native", "runtime")
+__all__ = ["exact_neighbours", "recall_tolerance", "verify_databases"]
 
 RECALL_QUERIES = 32
 RECALL_K = 10
@@ -42,41 +57,12 @@ def query_sets_for(names: list[str], scratch: Path) -> dict[str, QuerySet]:
 
 
 def _ask(version: str, db: Path, query_sets: dict[str, QuerySet], phases: PhaseLog) -> dict[str, list]:
-    jobs = [{"collection": name, "queries_file": str(q.file), "k": q.k} for name, q in query_sets.items()
-            if q.file.is_file()]
+    jobs = query_jobs(query_sets)
     if not jobs:
         return {}
     result = run_worker(version, "query", {"path": str(db), "jobs": jobs})
     phases.child_peak(result.peak_rss_bytes)
     return result.data
-
-
-def _distances(space: str, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    q = queries.astype(np.float64)
-    v = vectors.astype(np.float64)
-    if space == "cosine":
-        qn = q / (np.linalg.norm(q, axis=1, keepdims=True) + 1e-30)
-        vn = v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-30)
-        return 1.0 - qn @ vn.T
-    if space == "ip":
-        return 1.0 - q @ v.T
-    return (q * q).sum(1)[:, None] - 2 * q @ v.T + (v * v).sum(1)[None, :]
-
-
-def exact_neighbours(space: str, queries: np.ndarray, batches: list[exchange.RecordBatch], k: int,
-                     best: list[list[tuple[float, str]]] | None = None) -> list[list[tuple[float, str]]]:
-    """Running brute-force top-k: feed it one batch at a time."""
-    best = best if best is not None else [[] for _ in range(len(queries))]
-    for batch in batches:
-        if not len(batch):
-            continue
-        distances = _distances(space, queries, batch.embeddings)
-        for row, candidates in enumerate(best):
-            take = np.argsort(distances[row], kind="stable")[:k]
-            candidates.extend((float(distances[row][t]), batch.ids[t]) for t in take)
-            candidates.sort()
-            del candidates[k:]
-    return best
 
 
 def recall_tolerance(recall: float, samples: int) -> float:
@@ -120,43 +106,26 @@ def _settings_problems(source: CollectionInfo, target: CollectionInfo) -> tuple[
     return problems, notes
 
 
-def compare_collection(source: CollectionInfo, target: CollectionInfo, source_plan: CollectionPlan,
-                       target_plan: CollectionPlan, queries: QuerySet | None,
+def collection_verdict(source: CollectionInfo, target: CollectionInfo, share: RangeShare, source_count: int,
+                       source_nearest: Callable[[], list[list[str]] | None],
                        target_nearest: Callable[[], list[list[str]] | None]) -> dict[str, Any]:
-    """Hashes first; whole records only for batches whose hashes disagree. Recall alongside.
+    """Records (the merged comparison), settings and recall of one collection: its report and problems.
 
-    `target_nearest` is called last, so the target's query answers may still be on their way.
+    The nearest-neighbour answers are asked for last, so they may still be on their way.
     """
-    comparison = CollectionComparison()
-    space = str(source.index.get("space", "l2"))
-    query_vectors = np.load(queries.file) if queries and source_plan.count and queries.file.is_file() else None
-    best = None
-    for source_file, target_file in zip(source_plan.files, target_plan.files, strict=True):
-        source_batch = exchange.read_batch(source_file)
-        if query_vectors is not None:
-            best = exact_neighbours(space, query_vectors, [source_batch], RECALL_K, best)
-        target_ids, target_digests = exchange.read_fingerprints(target_file)
-        source_digests = exchange.batch_digests(source_batch)
-        if target_ids == source_batch.ids and target_digests == source_digests:
-            for digest in source_digests:
-                comparison.source.add(digest)
-                comparison.target.add(digest)
-            comparison.identical += len(source_digests)
-        else:
-            compare_batches(source_batch, exchange.read_batch(target_file), space, comparison)
+    comparison = share.comparison
     recall: dict[str, Any] = {"queries": 0, "passed": True}
-    if best is not None:
-        k = min(RECALL_K, source_plan.count)
-        truth = [{record_id for _, record_id in candidates[:k]} for candidates in best]
-        source_recall, target_recall = (_recall(source_plan.nearest, truth, k),
-                                        _recall(target_nearest(), truth, k))
+    if share.best is not None and source_count:
+        k = min(RECALL_K, source_count)
+        truth = [{record_id for _, record_id in candidates[:k]} for candidates in share.best]
+        source_recall, target_recall = (_recall(source_nearest(), truth, k), _recall(target_nearest(), truth, k))
         allowed = recall_tolerance(source_recall, len(truth) * k)
         recall = {"queries": len(truth), "k": k, "source_recall": round(source_recall, 4),
                   "target_recall": round(target_recall, 4), "allowed_drop": round(allowed, 4),
                   "passed": target_recall >= source_recall - allowed}
     problems, notes = _settings_problems(source, target)
-    if comparison.source.count != source_plan.count:
-        problems.append(f"source export holds {comparison.source.count} records, chromadb counts {source_plan.count}")
+    if comparison.source.count != source_count:
+        problems.append(f"source read holds {comparison.source.count} records, its count is {source_count}")
     if not comparison.records_match:
         problems.append(f"records differ: {comparison.missing} missing, {comparison.extra} extra, "
                         f"{comparison.different} with different content")
@@ -167,18 +136,44 @@ def compare_collection(source: CollectionInfo, target: CollectionInfo, source_pl
             "recall": recall}
 
 
+def pick_queries(db: Path, plans: dict[str, CollectionPlan], query_sets: dict[str, QuerySet]) -> None:
+    """Save each collection's recall queries, taken natively from its first source batch, unless already there."""
+    with open_database(db) as native:
+        for name, query in query_sets.items():
+            if query.file.is_file() or name not in plans:
+                continue
+            first = plans[name].batches[0]
+            records = native.collection(name).read_range(first.low, first.high)
+            np.save(query.file, exchange.pick_query_vectors(records, query.pick or RECALL_QUERIES))
+
+
+def query_jobs(query_sets: dict[str, QuerySet]) -> list[dict[str, Any]]:
+    """The recall queries as the runtime workers take them."""
+    return [{"collection": name, "queries_file": str(q.file), "k": q.k} for name, q in query_sets.items()
+            if q.file.is_file()]
+
+
 def verify_databases(source_db: Path, target_db: Path, *, source_version: str | None = None,
                      target_version: str | None = None, collections: list[str] | None = None,
                      batch_size: int = 5000, workers: int = 1, work_dir: Path | None = None,
                      phases: PhaseLog | None = None, source_plans: dict[str, CollectionPlan] | None = None,
-                     query_sets: dict[str, QuerySet] | None = None) -> dict[str, Any]:
-    """Compare two databases; each side is read by `*_version` (default: the version that wrote it).
+                     query_sets: dict[str, QuerySet] | None = None,
+                     target_nearest: dict[str, list[list[str]]] | None = None,
+                     reader: str = "native", source_info: DatabaseInfo | None = None) -> dict[str, Any]:
+    """Compare two databases; `*_version` is the chromadb that answers for each side (default: its writer).
 
-    Both sides are opened by chromadb, which writes to them: pass copies (the CLI does).
-    `source_plans` (exported, having picked and answered `query_sets`) lets the rebuild path reuse its export.
+    Native (default): both sides are read in place and stay byte-identical; the target's
+    recall answers come from `target_nearest` (the migration's own target process answered
+    them) or from the target's chromadb on a scratch copy. `source_plans` (an export of the
+    source that picked and answered `query_sets`) lets the rebuild path reuse its export.
+    Runtime: each side exported by its own chromadb, which writes to them: pass copies.
+    `source_info` spares describing the source again when the caller just did.
     """
+    if reader not in READERS:
+        raise MigrationError(f"Unknown reader {reader!r}.", f"Use one of {', '.join(READERS)}.")
     phases = phases or PhaseLog()
-    source_info, target_info = describe_database(source_db), describe_database(target_db)
+    source_info = source_info or describe_database(source_db)
+    target_info = describe_database(target_db)
     source_version = source_version or source_info.reader_version
     target_version = target_version or target_info.reader_version
     names = collections or [c.name for c in source_info.collections]
@@ -191,36 +186,119 @@ def verify_databases(source_db: Path, target_db: Path, *, source_version: str | 
     with tempfile.TemporaryDirectory(prefix="chroma-migrate-verify-", dir=work_dir) as scratch_dir:
         scratch = Path(scratch_dir)
         dimensions = {name: sources[name].dimension for name in present}
-        if source_plans is None:
-            query_sets = query_sets_for(present, scratch)
-            plans = plan_collections(Path(source_db), dimensions, batch_size)
+        plans = ({name: source_plans[name] for name in present} if source_plans is not None
+                 else plan_collections(Path(source_db), dimensions, batch_size))
+        query_sets = query_sets if query_sets is not None else query_sets_for(present, scratch)
+        if reader == "runtime":
+            results = _compare_runtime(sources, target_info, present, plans, Path(source_db), Path(target_db),
+                                       source_version, target_version, query_sets, source_plans is None,
+                                       workers, phases, scratch)
         else:
-            plans = {name: source_plans[name] for name in present}
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            # Both sides at once. When the source picks the queries during this export, the
-            # target answers them afterwards; otherwise its export answers them too.
-            source_side = pool.submit(
-                export_collections, source_version, Path(source_db), plans, scratch / "source",
-                workers=workers, phases=phases, queries=query_sets,
-            ) if source_plans is None else None
-            target_side = pool.submit(
-                export_collections, target_version, Path(target_db), plans, scratch / "target",
-                workers=workers, phases=phases, queries=None if source_side else query_sets,
-            )
-            source_exports = source_side.result() if source_side else plans
-            target_exports = target_side.result()
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            asked = (pool.submit(_ask, target_version, Path(target_db), query_sets or {}, phases)
-                     if source_side else None)
-
-            def nearest_of(name: str) -> Callable[[], list[list[str]] | None]:
-                return lambda: asked.result().get(name) if asked else target_exports[name].nearest
-
-            results = [
-                compare_collection(sources[name], target_info.collection(name), source_exports[name],
-                                   target_exports[name], (query_sets or {}).get(name), nearest_of(name))
-                for name in present
-            ]
+            results = _compare_native(sources, target_info, present, plans, Path(source_db), Path(target_db),
+                                      target_version, query_sets, target_nearest, source_plans is not None,
+                                      workers, phases, scratch)
     problems += [f"{r['collection']}: {p}" for r in results for p in r["problems"]]
     return {"passed": not problems, "problems": problems, "source_version": source_version,
-            "target_version": target_version, "collections": results}
+            "target_version": target_version, "reader": reader, "collections": results}
+
+
+def _compare_native(sources: dict[str, CollectionInfo], target_info: Any, present: list[str],
+                    plans: dict[str, CollectionPlan], source_db: Path, target_db: Path, target_version: str,
+                    query_sets: dict[str, QuerySet], target_nearest: dict[str, list[list[str]]] | None,
+                    exported: bool, workers: int, phases: PhaseLog, scratch: Path) -> list[dict[str, Any]]:
+    """Both sides read in place by the native reader, the id ranges shared among `workers` processes.
+
+    The share holding the first range also walks the source's hnsw graph for its recall
+    answers; the target's chromadb answers on a scratch copy unless the migration already
+    asked it.
+    """
+    pick_queries(source_db, plans, {name: query_sets[name] for name in present if name in query_sets})
+    jobs = []
+    for name in present:
+        plan, query = plans[name], query_sets.get(name)
+        files: list[Path | None] = list(plan.files) if exported else [None] * len(plan.batches)
+        ranges = [(b.low, b.high, str(f) if f else None) for b, f in zip(plan.batches, files, strict=True)]
+        queries = str(query.file) if query and query.file.is_file() else None
+        for position in range(min(workers, len(ranges))):
+            # The first share also answers the source's side of the recall queries and counts it.
+            jobs.append((name, str(sources[name].index.get("space", "l2")), ranges[position::workers], queries,
+                         position == 0))
+    with _range_pool(workers) as pool, ThreadPoolExecutor(max_workers=1) as asking:
+        # The worker processes first: they may be forked, which is only safe before any thread starts.
+        futures = [pool.submit(compare_native_ranges, str(source_db), str(target_db), name, space, group, queries,
+                               RECALL_K, first) for name, space, group, queries, first in jobs]
+        asked = None
+        if target_nearest is None:
+            # chromadb writes to what it opens, and must not race the native reads: it gets its own copy.
+            copy = scratch / "target-for-queries"
+            asked = asking.submit(lambda: (shutil.copytree(target_db, copy),
+                                           _ask(target_version, copy, query_sets, phases))[1])
+        by_name: dict[str, list[RangeShare]] = {}
+        for job, future in zip(jobs, futures, strict=True):
+            by_name.setdefault(job[0], []).append(future.result())
+        answered = asked.result() if asked else (target_nearest or {})
+    results = []
+    for name in present:
+        share = merge_shares(by_name[name], RECALL_K)
+        source_nearest = plans[name].nearest if plans[name].nearest is not None else share.nearest
+        results.append(collection_verdict(sources[name], target_info.collection(name), share,
+                                          share.source_count or 0, lambda n=source_nearest: n,
+                                          lambda n=name: answered.get(n)))
+    return results
+
+
+class _InProcess:
+    """The executor interface, run right here: one verification worker needs no process of its own."""
+
+    def __enter__(self) -> _InProcess:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(function(*args))
+        except BaseException as exc:  # delivered where the result is asked for, like a pool would
+            future.set_exception(exc)
+        return future
+
+
+def _range_pool(workers: int) -> Any:
+    return _InProcess() if workers <= 1 else process_pool(workers)
+
+
+def _compare_runtime(sources: dict[str, CollectionInfo], target_info: Any, present: list[str],
+                     plans: dict[str, CollectionPlan], source_db: Path, target_db: Path, source_version: str,
+                     target_version: str, query_sets: dict[str, QuerySet], export_source: bool, workers: int,
+                     phases: PhaseLog, scratch: Path) -> list[dict[str, Any]]:
+    """Each side exported by its own chromadb (both opened by chromadb: the caller passes copies)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # Both sides at once. When the source picks the queries during this export, the
+        # target answers them afterwards; otherwise its export answers them too.
+        source_side = pool.submit(
+            export_collections, source_version, source_db, plans, scratch / "source", workers=workers,
+            phases=phases, queries=query_sets, export_with="runtime",
+        ) if export_source else None
+        target_side = pool.submit(
+            export_collections, target_version, target_db, plans, scratch / "target", workers=workers,
+            phases=phases, queries=None if source_side else query_sets, export_with="runtime",
+        )
+        source_exports = source_side.result() if source_side else plans
+        target_exports = target_side.result()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        asked = pool.submit(_ask, target_version, target_db, query_sets, phases) if source_side else None
+        results = []
+        for name in present:
+            source_plan, target_plan, query = source_exports[name], target_exports[name], query_sets.get(name)
+            vectors = np.load(query.file) if query and query.file.is_file() else None
+            share = compare_exported_files(source_plan.files, target_plan.files,
+                                           str(sources[name].index.get("space", "l2")), vectors, RECALL_K)
+
+            def target_answers(name=name, target_plan=target_plan) -> list[list[str]] | None:
+                return asked.result().get(name) if asked else target_plan.nearest
+
+            results.append(collection_verdict(sources[name], target_info.collection(name), share, source_plan.count,
+                                              lambda p=source_plan: p.nearest, target_answers))
+    return results

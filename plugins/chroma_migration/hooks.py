@@ -6,6 +6,7 @@ from functools import cached_property
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from botocore.config import Config
 
 from chroma_migrate.config import Environment
 from chroma_migrate.snapshots.efs_store import EfsSnapshotStore
@@ -13,6 +14,19 @@ from chroma_migrate.snapshots.layout import SnapshotLayout
 from chroma_migrate.snapshots.ledger import BatchLedger
 from chroma_migrate.snapshots.lock import DynamoLock
 from chroma_migrate.snapshots.s3_store import S3SnapshotStore
+
+DEFAULT_RETRIES = {"mode": "standard", "total_max_attempts": 8}
+
+
+def retry_config(connection_config: Config | None) -> Config:
+    """Standard-mode retries (exponential backoff with jitter, throttling and 5xx retried), 8 attempts.
+
+    botocore's default (legacy mode) gives S3 5 attempts and no retry quota; S3 `SlowDown` and
+    DynamoDB `ThrottlingException` storms outlast that. A connection whose extra sets
+    `config_kwargs.retries` keeps its own setting; every other `config_kwargs` value is kept too.
+    """
+    base = Config(retries=dict(DEFAULT_RETRIES))
+    return base if connection_config is None else base.merge(connection_config)
 
 
 class ChromaSnapshotHook:
@@ -25,11 +39,17 @@ class ChromaSnapshotHook:
 
     @cached_property
     def s3_client(self) -> Any:
-        return AwsBaseHook(aws_conn_id=self.environment.aws_conn_id, client_type="s3").get_conn()
+        return self._client("s3")
 
     @cached_property
     def dynamodb_client(self) -> Any:
-        return AwsBaseHook(aws_conn_id=self.environment.aws_conn_id, client_type="dynamodb").get_conn()
+        return self._client("dynamodb")
+
+    def _client(self, service: str) -> Any:
+        """A client that retries throttling and 5xx answers with backoff (see `retry_config`)."""
+        plain = AwsBaseHook(aws_conn_id=self.environment.aws_conn_id, client_type=service)
+        config = retry_config(plain.conn_config.botocore_config)
+        return AwsBaseHook(aws_conn_id=self.environment.aws_conn_id, client_type=service, config=config).get_conn()
 
     @cached_property
     def layout(self) -> SnapshotLayout:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from chroma_migrate.faults import fault_point
 from chroma_migrate.inspection import describe_database
 from chroma_migrate.migrate import MigrationRequest, migrate
 from chroma_migrate.snapshots.errors import PointerChangedError, SnapshotError
@@ -67,33 +68,48 @@ def upload_version(step: LockedStepOperator, source: Path, version_id: str, extr
     if store.version_in_use(version_id):
         # Our own earlier attempt died mid-upload (the id is recorded for this run only): start over.
         keys = list(store.list_objects(prefix))
+        step.log.info("Removing %d objects of an interrupted upload of %s", len(keys), version_id)
         for start in range(0, len(keys), 1000):
             step.hook.s3_client.delete_objects(
                 Bucket=store.bucket, Delete={"Objects": [{"Key": k} for k in keys[start:start + 1000]]})
-    step.hook.lock(state.owner).assert_held()
+    step.assert_lock_held()
     store.upload(source, version_id, extra)
     step.log.info("Uploaded %s as %s", source, store.url(prefix))
 
 
-def swap_pointers(step: LockedStepOperator, *, expected: str, version_id: str, local_copy: Path) -> dict[str, Any]:
+def swap_pointers(step: LockedStepOperator, *, expected: str, version_id: str, local_copy: Path,
+                  allow_legacy: bool = False) -> dict[str, Any]:
     """Make `version_id` live: EFS copy first (not yet visible), then the S3 pointer (the master
-    copy), then the EFS pointer; the lock is checked right before each pointer write."""
-    store, efs, lock = step.hook.s3, step.hook.efs, step.hook.lock(step.state.owner)
+    copy), then the EFS pointer.
+
+    Both pointers must still name `expected` (or already `version_id`, on a rerun that died
+    between the two writes). The S3 write is conditional on the ETag of the pointer it checked,
+    the EFS switch on the pointer it read, and the lock (owner and fence) is checked right
+    before each write. `allow_legacy` is for a rollback to a snapshot without a manifest only.
+    """
+    store, efs = step.hook.s3, step.hook.efs
     current = store.read_pointer()
     if current not in (expected, version_id):
         raise PointerChangedError(
             f"The live pointer of {step.collection!r} moved from {expected} to {current} during this run.",
             "Nothing was swapped. Rerun the migration from the new live version.",
         )
+    efs_current = efs.read_pointer()
+    if efs_current not in (expected, version_id):
+        raise PointerChangedError(
+            f"The EFS pointer {step.hook.layout.efs_pointer_path()} names {efs_current}, not {expected} (the S3 "
+            f"pointer this run started from).",
+            "Nothing was swapped. Bring EFS in line with S3 (the compactor's sync) and rerun.",
+        )
     efs.materialize(local_copy, version_id)
     if current != version_id:
-        lock.assert_held()
-        store.write_pointer(version_id, expected=expected, allow_legacy=True)
+        store.write_pointer(version_id, expected=expected, allow_legacy=allow_legacy, guard=step.assert_lock_held)
         step.log.info("S3 pointer %s: %s -> %s", store.url(step.hook.layout.pointer_key()), expected, version_id)
-    previous_efs = efs.read_pointer()
-    lock.assert_held()
-    efs.switch_pointer(version_id)
-    step.log.info("EFS pointer %s: %s -> %s", step.hook.layout.efs_pointer_path(), previous_efs, version_id)
+    fault_point("between_pointers")
+    if efs_current != version_id:
+        step.assert_lock_held()
+        efs.switch_pointer(version_id, expected=efs_current)
+        step.log.info("EFS pointer %s: %s -> %s", step.hook.layout.efs_pointer_path(), efs_current, version_id)
     return {"version_id": version_id, "previous_version_id": expected, "s3_pointer": version_id,
             "efs_pointer": version_id, "efs_path": str(step.hook.layout.efs_version_dir(version_id))}
 
@@ -120,7 +136,7 @@ class RollbackOperator(LockedStepOperator):
         old = state.paths.root / "rollback-target"
         if not plan["rebuild_current"]:
             outcome = swap_pointers(self, expected=state.source_version_id, version_id=plan["to_version_id"],
-                                    local_copy=old)
+                                    local_copy=old, allow_legacy=True)
             return self.record(0, outcome | {"rebuilt": False})
         old_format = describe_database(old).written_by[-1]
         rebuilt = state.paths.root / "rebuilt"

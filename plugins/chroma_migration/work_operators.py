@@ -7,28 +7,68 @@ retried, cleared or backfilled run skips what is done and redoes only the rest.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
+from botocore.exceptions import BotoCoreError, ClientError
 
-from chroma_migrate.pipeline import batch_label, export_batch, load_batch, verify_run
+from chroma_migrate.faults import fault_point
+from chroma_migrate.pipeline import batch_label, changed_exports, export_batch, load_batch, verify_run
+from chroma_migrate.snapshots.errors import SnapshotError
 from chroma_migrate.snapshots.lock import HeartbeatThread
 from chroma_migration.base import ChromaMigrationOperator
 
 
+class AwsStepError(SnapshotError):
+    """S3 or DynamoDB still failed after the client's retries; says what is live now."""
+
+    def __init__(self, stage: str, error: Exception, live: str) -> None:
+        super().__init__(
+            f"The {stage} step failed talking to AWS after the client's retries: {str(error).rstrip('.')}. "
+            f"Live now: {live}.",
+            "A throttled or failing S3/DynamoDB; Airflow retries the task, or clear it once AWS answers again. "
+            "The step resumes where it stopped; a pointer is only ever moved to a complete, verified version.",
+        )
+
+
 class LockedStepOperator(ChromaMigrationOperator):
-    """A step that works under the lock: it keeps the lease alive and checks ownership first."""
+    """A step that works under the lock: it keeps the lease alive and checks ownership first.
+
+    The lock handle taken here (with its fence) is the one `assert_lock_held` checks before
+    every live write, so an older attempt of the same task that is still running fails its
+    check once this one has re-entered the lock.
+    """
 
     stage = ""
 
     def execute(self, context: Any) -> Any:
-        lock = self.hook.lock(self.state.owner)
+        fault_point("step_start", self.stage)
+        self.lock = self.hook.lock(self.state.owner)
         # Re-enter our own lock, or retake it if its lease ran out while nobody else took it
         # (an approval can wait for hours); if someone else holds it now, this fails naming them.
-        lock.acquire()
-        with HeartbeatThread(lock):
-            return self.run_step(context)
+        self.lock.acquire()
+        with HeartbeatThread(self.lock) as self.heartbeat:
+            try:
+                return self.run_step(context)
+            except (BotoCoreError, ClientError) as error:
+                raise AwsStepError(self.stage, error, self.live_state()) from error
+
+    def assert_lock_held(self) -> None:
+        """Right before a live write: the heartbeat saw no takeover and the item is still this acquisition's."""
+        self.heartbeat.check()
+        self.lock.assert_held()
+
+    def live_state(self) -> str:
+        """Both pointers as they are now, read back for an error message (S3 may be what failed)."""
+        try:
+            s3 = self.hook.s3.read_pointer()
+        except Exception as error:  # the store that just failed may fail again
+            s3 = f"unreadable ({type(error).__name__})"
+        try:
+            efs = self.hook.efs.read_pointer()
+        except Exception as error:
+            efs = f"unreadable ({type(error).__name__})"
+        return f"S3 pointer {s3}, EFS pointer {efs}"
 
     def done(self, index: int) -> dict[str, Any] | None:
         return self.hook.ledger.outcome(self.collection, self.state.run_key, self.stage, index)
@@ -69,10 +109,13 @@ class ExportBatchOperator(LockedStepOperator):
         context["batch_label"] = batch_label(self.batch)
         index = self.batch["index"]
         finished = self.done(index)
-        if finished and all(Path(f).is_file() for f in finished.get("files", [])) and (
-                finished["kind"] != "upgrade" or self.state.paths.target.is_dir()):
-            self.log.info("Batch %s already exported in this run", context["batch_label"])
-            return finished
+        if finished:
+            damaged = changed_exports(finished)
+            if not damaged and (finished["kind"] != "upgrade" or self.state.paths.target.is_dir()):
+                self.log.info("Batch %s already exported in this run", context["batch_label"])
+                return finished
+            self.log.warning("Batch %s is exported again: %s", context["batch_label"],
+                             "; ".join(damaged) or "the upgraded copy is gone")
         plan = json.loads(self.state.paths.plan_file.read_text())
         outcome = export_batch(self.state.paths, plan, self.batch)
         self.log.info("Exported %s: %d records", context["batch_label"], outcome["count"])

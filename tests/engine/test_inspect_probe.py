@@ -65,3 +65,20 @@ def test_probe_blocks_list_metadata_for_targets_before_1_5(copy_of):
     result = json.loads(run_cli("probe", str(db), "--target", "1.3.7", "--json", check=True).stdout)
     assert result["strategy"] == "blocked"
     assert "'labels'" in result["reason"] and "words" in result["reason"]
+
+
+def test_inspect_and_a_noop_probe_start_no_chromadb_process(copy_of, monkeypatch):
+    """The native reader answers both in place: any runtime child would fail this test."""
+    from chroma_migrate import inspection, probe, worker_client
+
+    def no_child(*_args, **_kwargs):
+        raise AssertionError("a chromadb process was started")
+
+    for module in (worker_client, probe):
+        monkeypatch.setattr(module, "run_worker", no_child)
+    db = copy_of("1.3.7")
+    before = tree_digest(db)
+    info = inspection.describe_database(db)
+    assert {c.name: c.records for c in info.collections}["words"] == 582
+    assert probe.probe(db, "1.3.7").strategy == "noop"
+    assert tree_digest(db) == before

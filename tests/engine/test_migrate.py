@@ -96,7 +96,30 @@ def test_small_batches_and_parallel_workers_give_the_same_database(copy_of, tmp_
     report = migrate_and_check(db, tmp_path / "out", "0.5.23", LATEST, "--strategy", "rebuild",
                                "--batch-size", "97", "--workers", "2")
     export = next(p for p in report["phases"] if p["name"] == "rebuild: export")
-    assert export["detail"] == {"workers": 2}
+    assert export["detail"] == {"workers": 2, "exporter": "native"}
+
+
+def test_the_runtime_exporter_gives_the_same_database(copy_of, tmp_path):
+    """`--export-with runtime` (the source's own get() on a copy) stays available and agrees."""
+    report = migrate_and_check(copy_of("1.0.20"), tmp_path / "out", "1.0.20", LATEST, "--strategy", "rebuild",
+                               "--export-with", "runtime", "--batch-size", "150")
+    phases = [p["name"] for p in report["phases"]]
+    assert report["export_with"] == "runtime" and phases[0] == "copy source"
+
+
+def test_a_0_4_database_no_chromadb_can_read_migrates(copy_of, tmp_path):
+    """0.4.24 lost re-added vectors from its index (chroma-core/chroma#1987): its get() fails, so does the
+    upgrade; the native export reads them from the log, and OUT holds what 0.5.23 makes of the same writes."""
+    from tests.native.test_readd_04 import SPEC
+
+    db = copy_of("0.4.24", SPEC)
+    out = tmp_path / "out"
+    result = run_cli("migrate", str(db), str(out), "--target", LATEST, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert [a["strategy"] for a in report["attempts"]] == ["upgrade", "rebuild"] and report["strategy"] == "rebuild"
+    expected = dump_records("0.5.23", copy_of("0.5.23", SPEC))
+    assert_same_records(expected, dump_records(LATEST, out), spaces_of(expected))
 
 
 @pytest.mark.slow

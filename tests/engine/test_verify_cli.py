@@ -20,13 +20,15 @@ def migrated(copy_of, tmp_path):
     return source, out
 
 
-def test_verify_passes_on_a_migration_and_changes_neither_side(migrated):
+@pytest.mark.parametrize("reader", ["native", "runtime"])
+def test_verify_passes_on_a_migration_and_changes_neither_side(migrated, reader):
     source, out = migrated
     before = (tree_digest(source), tree_digest(out))
-    result = run_cli("verify", str(source), str(out), "--json")
+    result = run_cli("verify", str(source), str(out), "--json", "--read-with", reader)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["passed"] and report["source_version"] == "1.0.20" and report["target_version"] == "1.5.9"
+    assert report["reader"] == reader
     assert (tree_digest(source), tree_digest(out)) == before
     words = next(c for c in report["collections"] if c["collection"] == "words")
     assert words["records"]["missing"] == words["records"]["extra"] == words["records"]["different"] == 0

@@ -27,8 +27,39 @@ def test_acquire_writes_the_compactors_item(dynamodb: Any, table: str) -> None:
     mine.acquire(now=T0)
     item = dynamodb.get_item(TableName=table, Key=KEY, ConsistentRead=True)["Item"]
     assert item == {**KEY, "owner": {"S": mine.owner}, "expires": {"S": "2024-05-01T12:10:00+00:00"},
-                    "heartbeat": {"S": "2024-05-01T12:00:00+00:00"}}
+                    "heartbeat": {"S": "2024-05-01T12:00:00+00:00"}, "fence": {"S": mine.fence}}
     assert re.fullmatch(r"[0-9a-f-]{36}", mine.owner)
+    assert re.fullmatch(r"[0-9a-f]{32}", mine.fence)
+
+
+def test_a_second_attempt_of_the_same_owner_fences_out_the_first(dynamodb: Any, table: str) -> None:
+    """A zombie task (same run, same owner) must not pass the check once a retry re-entered the lock."""
+    owner = new_owner_id()
+    zombie, retry = lock(dynamodb, table, owner), lock(dynamodb, table, owner)
+    zombie.acquire(now=T0)
+    retry.acquire(now=T0 + timedelta(minutes=1))
+    assert retry.fence != zombie.fence
+    retry.assert_held(now=T0 + timedelta(minutes=2))
+    with pytest.raises(LockLostError, match="the fence changed"):
+        zombie.assert_held(now=T0 + timedelta(minutes=2))
+    with pytest.raises(LockLostError):
+        zombie.heartbeat(now=T0 + timedelta(minutes=2))
+    assert retry.read()["fence"] == retry.fence
+
+
+def test_a_compactor_takeover_drops_the_fence_and_we_find_out(dynamodb: Any, table: str) -> None:
+    """The compactor's own put replaces the item (no fence); after it released, our old handle is still out."""
+    owner = new_owner_id()
+    mine = lock(dynamodb, table, owner)
+    mine.acquire(now=T0)
+    compactor = lock(dynamodb, table)
+    compactor.acquire(now=T0 + timedelta(minutes=11))  # our lease ran out
+    assert compactor.release() is True
+    again = lock(dynamodb, table, owner)
+    again.acquire(now=T0 + timedelta(minutes=12))  # a later task of the same run
+    with pytest.raises(LockLostError):
+        mine.assert_held(now=T0 + timedelta(minutes=12))
+    again.assert_held(now=T0 + timedelta(minutes=12))
 
 
 def test_a_held_lock_is_refused_naming_its_owner_and_expiry(dynamodb: Any, table: str) -> None:

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.integration
 
 V1 = "20240101_120000"
 V2 = "20240102_120000"
+V3 = "20240103_120000"
 SEG = "6f1b0c3e-0000-4000-8000-000000000001"
 
 
@@ -181,6 +182,35 @@ def test_pointer_swap_refuses_when_someone_else_published_in_between(
     assert store.read_pointer() == V2
     store.write_pointer(V1, expected=V2)
     assert store.read_pointer() == V1
+
+
+def test_pointer_write_is_conditional_on_what_the_check_read(
+        s3: Any, store: S3SnapshotStore, snapshot_dir: Path) -> None:
+    """A writer landing between the check and the PUT (here: inside the guard) is never overwritten."""
+    for version in (V1, V2, V3):
+        store.upload(snapshot_dir, version)
+    store.write_pointer(V1)
+    key = store.layout.pointer_key()
+
+    def compactor_publishes() -> None:
+        s3.put_object(Bucket=store.bucket, Key=key, Body=V3.encode())
+
+    with pytest.raises(PointerChangedError, match=f"names {V3}, not {V1}.*between this run's check and its write"):
+        store.write_pointer(V2, expected=V1, guard=compactor_publishes)
+    assert store.read_pointer() == V3
+
+    def lock_lost() -> None:
+        raise RuntimeError("lock lost")
+
+    with pytest.raises(RuntimeError, match="lock lost"):
+        store.write_pointer(V2, expected=V3, guard=lock_lost)
+    assert store.read_pointer() == V3
+
+    def our_put_already_landed() -> None:  # a 5xx after the write: the client's retry meets its own object
+        s3.put_object(Bucket=store.bucket, Key=key, Body=V2.encode())
+
+    store.write_pointer(V2, expected=V3, guard=our_put_already_landed)
+    assert store.read_pointer() == V2
 
 
 def test_pointer_to_a_legacy_version_needs_allow_legacy(s3: Any, store: S3SnapshotStore) -> None:

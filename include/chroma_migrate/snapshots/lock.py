@@ -6,6 +6,11 @@ DynamoDB (`expires < :now`), which is only correct when every writer uses the sa
 UTC, `YYYY-MM-DDTHH:MM:SS+00:00` (`isoformat(timespec="seconds")` of an aware UTC datetime).
 This module always writes exactly that. Values with another UTC suffix ("Z", microseconds)
 still order correctly to the second, because the first 19 characters are fixed-width.
+
+Each acquisition also writes `fence`, a fresh random token (the compactor ignores it; its own
+put replaces the item, dropping it). Owner and fence together name one acquisition: a retry of
+the same run re-enters with the same owner but a new fence, so an older attempt that is still
+alive (a zombie task) fails its next check instead of writing live state beside the retry.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from botocore.exceptions import ClientError
 from chroma_migrate.snapshots.errors import LockHeldError, LockLostError, SnapshotError
 
 _NAMES = {"#owner": "owner", "#expires": "expires", "#heartbeat": "heartbeat"}
+_FENCED_NAMES = {**_NAMES, "#fence": "fence"}
 
 
 def new_owner_id() -> str:
@@ -48,7 +54,8 @@ class DynamoLock:
     """One owner's handle on a collection's lock item.
 
     `acquire` also succeeds when the item is already ours (a retried Airflow task with the same
-    owner id re-enters instead of failing on its own lock).
+    owner id re-enters instead of failing on its own lock). The handle keeps the fence it wrote;
+    `heartbeat` and `assert_held` then insist on it.
     """
 
     def __init__(self, client: Any, table: str, collection: str, owner: str,
@@ -62,6 +69,7 @@ class DynamoLock:
         self.collection = collection
         self.owner = owner
         self.lease = lease
+        self.fence: str | None = None
 
     @property
     def key(self) -> dict[str, dict[str, str]]:
@@ -81,8 +89,9 @@ class DynamoLock:
     def acquire(self, now: datetime | None = None) -> None:
         """Take the lock for one lease, if it is free, expired, or already ours; else LockHeldError."""
         now = now or _utc_now()
+        fence = uuid.uuid4().hex
         item = {**self.key, "owner": {"S": self.owner}, "expires": {"S": lock_timestamp(now + self.lease)},
-                "heartbeat": {"S": lock_timestamp(now)}}
+                "heartbeat": {"S": lock_timestamp(now)}, "fence": {"S": fence}}
         try:
             self.client.put_item(
                 TableName=self.table, Item=item,
@@ -101,18 +110,22 @@ class DynamoLock:
                 "the lock or after that expiry. Do not delete the item by hand while its owner may be running.",
                 owner=owner, expires=expires,
             ) from None
+        self.fence = fence
 
     def heartbeat(self, now: datetime | None = None) -> None:
         """Extend our lease by one lease from `now`; LockLostError if the item is no longer ours."""
         now = now or _utc_now()
+        values = {":expires": {"S": lock_timestamp(now + self.lease)}, ":heartbeat": {"S": lock_timestamp(now)},
+                  ":me": {"S": self.owner}}
+        condition, names = "#owner = :me", _NAMES
+        if self.fence is not None:
+            condition, names = "#owner = :me AND #fence = :fence", _FENCED_NAMES
+            values[":fence"] = {"S": self.fence}
         try:
             self.client.update_item(
                 TableName=self.table, Key=self.key,
                 UpdateExpression="SET #expires = :expires, #heartbeat = :heartbeat",
-                ConditionExpression="#owner = :me",
-                ExpressionAttributeNames=_NAMES,
-                ExpressionAttributeValues={":expires": {"S": lock_timestamp(now + self.lease)},
-                                           ":heartbeat": {"S": lock_timestamp(now)}, ":me": {"S": self.owner}},
+                ConditionExpression=condition, ExpressionAttributeNames=names, ExpressionAttributeValues=values,
             )
         except ClientError as error:
             if not _is_condition_failure(error):
@@ -132,10 +145,17 @@ class DynamoLock:
         return True
 
     def assert_held(self, now: datetime | None = None) -> None:
-        """Raise LockLostError unless the item is ours and unexpired: call right before every live write."""
+        """Raise LockLostError unless the item is ours, from this acquisition (fence) and unexpired.
+
+        Call it right before every live write. It is a consistent read, so a takeover that
+        committed before it is seen; one that lands between this check and the write is not
+        (see docs/faults.md for that window and what closes it for the S3 pointer).
+        """
         now = now or _utc_now()
         current = self.read()
-        if current is None or current.get("owner") != self.owner or current.get("expires", "") <= lock_timestamp(now):
+        if (current is None or current.get("owner") != self.owner
+                or (self.fence is not None and current.get("fence") != self.fence)
+                or current.get("expires", "") <= lock_timestamp(now)):
             raise self._lost("the lock is not held", current)
 
     def _lost(self, what: str, current: dict | None = None) -> LockLostError:
@@ -146,6 +166,8 @@ class DynamoLock:
         else:
             owner, expires = current.get("owner"), current.get("expires")
             holder = f"owner {owner} holds it until {expires}"
+            if owner == self.owner and self.fence is not None and current.get("fence") != self.fence:
+                holder += " (another attempt of this run took it again: the fence changed)"
         return LockLostError(
             f"{what.capitalize()}: this run ({self.owner}) no longer holds the {self.describe()}; {holder}.",
             "Stop writing live state. Nothing after this check was changed; rerun the task to take the lock "

@@ -7,11 +7,13 @@ code runs against AWS, a moto server, or an Airflow hook's client.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from chroma_migrate.faults import fault_point
 from chroma_migrate.snapshots.errors import (
     InvalidVersionIdError,
     PointerChangedError,
@@ -33,6 +35,7 @@ from chroma_migrate.snapshots.manifest import (
 )
 
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
+_PRECONDITION_CODES = {"PreconditionFailed", "412"}
 
 
 def _error_code(error: ClientError) -> str:
@@ -111,29 +114,42 @@ class S3SnapshotStore:
 
     def read_pointer(self) -> str:
         """The live version id (the pointer body, surrounding whitespace ignored)."""
+        return self.read_pointer_and_etag()[0]
+
+    def read_pointer_and_etag(self) -> tuple[str, str]:
+        """The live version id and the pointer object's ETag, for a conditional write over exactly it."""
         key = self.layout.pointer_key()
-        data = self._get_bytes(key)
-        if data is None:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if _error_code(error) not in _MISSING_CODES:
+                raise
+            response = None
+        if response is None:
             raise PointerMissingError(
                 f"No snapshot pointer at {self.url(key)}.",
                 "Check the bucket and collection name; a collection that was never published has no live "
                 "version to migrate.",
             )
-        text = data.decode("utf-8", errors="replace").strip()
+        with response["Body"] as body:
+            text = body.read().decode("utf-8", errors="replace").strip()
         try:
-            return validate_version_id(text)
+            return validate_version_id(text), response["ETag"]
         except InvalidVersionIdError as error:
             raise InvalidVersionIdError(
                 f"The pointer {self.url(key)} does not hold a version id: {error.problem}",
                 "Fix the pointer body by hand (it must be exactly one existing version id) and rerun.",
             ) from None
 
-    def write_pointer(self, version_id: str, *, expected: str | None = None, allow_legacy: bool = False) -> None:
+    def write_pointer(self, version_id: str, *, expected: str | None = None, allow_legacy: bool = False,
+                      guard: Callable[[], None] | None = None) -> None:
         """Make `version_id` live: the body is the version id only, as the compactor writes it.
 
         Refuses a version that is not complete (no manifest) unless `allow_legacy` (a rollback to a
         snapshot written before manifests existed, which must at least have objects). With
-        `expected`, refuses if the pointer no longer names that version (someone else published).
+        `expected`, the pointer must still name that version, and the PUT is conditional on the
+        ETag read in that check (S3 `If-Match`): a writer that lands in between makes it fail
+        instead of being overwritten. `guard` (the lock check) runs right before the PUT.
         """
         prefix = self.layout.version_prefix(version_id)
         usable = self.version_exists(version_id) or (allow_legacy and self.prefix_in_use(prefix))
@@ -144,16 +160,33 @@ class S3SnapshotStore:
                 "Upload the version completely first (the manifest is written last); pass allow_legacy=True "
                 "only to roll back to a pre-manifest snapshot.",
             )
+        condition: dict[str, str] = {}
         if expected is not None:
-            current = self.read_pointer()
+            current, etag = self.read_pointer_and_etag()
             if current != expected:
-                raise PointerChangedError(
-                    f"{self.url(self.layout.pointer_key())} names {current}, not {expected} as when this run "
-                    "started: another writer published in between.",
-                    "Do not swap; rerun the migration from the new live version.",
-                )
-        self.client.put_object(Bucket=self.bucket, Key=self.layout.pointer_key(), Body=version_id.encode("ascii"),
-                               ContentType="text/plain")
+                raise self._moved(expected, current, "published in between")
+            condition = {"IfMatch": etag}
+        fault_point("s3_pointer_put")
+        if guard is not None:
+            guard()
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self.layout.pointer_key(),
+                                   Body=version_id.encode("ascii"), ContentType="text/plain", **condition)
+        except ClientError as error:
+            if _error_code(error) not in _PRECONDITION_CODES:
+                raise
+            # Either a writer landed between the check and the PUT, or our own PUT landed and its
+            # answer was lost (a 5xx after the write), so the client's retry found a new ETag.
+            current = self.read_pointer()
+            if current != version_id:
+                raise self._moved(expected, current, "wrote it between this run's check and its write") from None
+
+    def _moved(self, expected: str | None, current: str, how: str) -> PointerChangedError:
+        return PointerChangedError(
+            f"{self.url(self.layout.pointer_key())} names {current}, not {expected} as when this run started: "
+            f"another writer {how}.",
+            "Nothing was swapped; rerun the migration from the new live version.",
+        )
 
     # -- versions --------------------------------------------------------------------------------
 
@@ -250,8 +283,9 @@ class S3SnapshotStore:
         manifest = build_manifest(Path(source), version_id, extra_manifest)
         if not manifest["files"]:
             raise SnapshotError(f"{source} holds no files to upload.", "Pass the snapshot's database directory.")
-        for relative in manifest["files"]:
+        for count, relative in enumerate(manifest["files"], start=1):
             self.client.upload_file(str(Path(source) / relative), self.bucket, prefix + relative)
+            fault_point("upload_object", count)
         stored = self._relative_files(prefix, self.list_objects(prefix))
         problems = [f"{name}: uploaded {stored.get(name)} bytes, expected {entry['size']}"
                     for name, entry in manifest["files"].items() if stored.get(name) != entry["size"]]
@@ -261,12 +295,15 @@ class S3SnapshotStore:
                 "The source changed during the upload; close every writer of it and upload under a new version id.",
                 problems,
             )
+        body = manifest_bytes(manifest)
         try:
-            self.client.put_object(Bucket=self.bucket, Key=prefix + MANIFEST_NAME, Body=manifest_bytes(manifest),
+            self.client.put_object(Bucket=self.bucket, Key=prefix + MANIFEST_NAME, Body=body,
                                    ContentType="application/json", IfNoneMatch="*")
         except ClientError as error:
-            if _error_code(error) not in {"PreconditionFailed", "412"}:
+            if _error_code(error) not in _PRECONDITION_CODES:
                 raise
+            if self._get_bytes(prefix + MANIFEST_NAME) == body:
+                return manifest  # our PUT landed and its answer was lost; the client's retry hit our own object
             raise VersionExistsError(
                 f"Another writer completed {self.url(prefix)} while this upload ran.",
                 "Two runs used the same version id; rerun to upload under a fresh id.",
@@ -303,9 +340,10 @@ class S3SnapshotStore:
                 + ", ".join(strangers[:10]),
                 "Someone else wrote there; choose another backup prefix or remove those objects.",
             )
-        for name, size in files.items():
+        for count, (name, size) in enumerate(files.items(), start=1):
             if existing.get(destination_prefix + name) != size:
                 self._copy(source_prefix + name, destination_prefix + name)
+            fault_point("backup_copy", count)
         hashes = self._verify_copy(source_prefix, destination_prefix, files, source_manifest)
         if source_manifest is not None:
             self._copy(source_prefix + MANIFEST_NAME, destination_prefix + MANIFEST_NAME)

@@ -44,7 +44,9 @@ def _collection_names(client) -> list[str]:
     return sorted(item if isinstance(item, str) else item.name for item in client.list_collections())
 
 
-def describe(path: str) -> dict[str, Any]:
+def describe(path: str, queries: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Open (1.x and newer schemas: migrate) the database and say what it holds; answer recall
+    queries while the index is loaded, so a verified upgrade needs no second process."""
     client = open_client(path)
     described = []
     for name in _collection_names(client):
@@ -59,7 +61,8 @@ def describe(path: str) -> dict[str, Any]:
             "metadata": plain_metadata(collection.metadata),
             "configuration": collection_configuration(collection),
         })
-    return {"version": ".".join(map(str, VERSION)), "collections": described}
+    answers = answer_queries(client, queries) if queries else {}
+    return {"version": ".".join(map(str, VERSION)), "collections": described, "nearest": answers}
 
 
 def _metadata_segments(path: str) -> dict[str, str | None]:
@@ -113,9 +116,7 @@ def _nearest(handle, queries_file: str, k: int, count: int) -> list[list[str]]:
 
 
 def _pick_queries(records: exchange.RecordBatch, count: int, queries_file: str) -> None:
-    """Evenly spaced records of the first batch: queries shaped like the data itself."""
-    rows = sorted({int(r) for r in np.linspace(0, len(records) - 1, num=min(count, len(records)))})
-    np.save(queries_file, records.embeddings[rows] if rows else records.embeddings[:0])
+    np.save(queries_file, exchange.pick_query_vectors(records, count))
 
 
 def export(path: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -147,14 +148,18 @@ def export(path: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
     return answers
 
 
-def query(path: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Nearest-neighbour ids through the version's own index, for the recall check."""
-    client = open_client(path)
+def answer_queries(client, jobs: list[dict[str, Any]]) -> dict[str, list[list[str]]]:
+    """Per job (collection, queries_file, k): nearest-neighbour ids through the version's own index."""
     answers = {}
     for job in jobs:
         handle = get_collection(client, job["collection"])
         answers[job["collection"]] = _nearest(handle, job["queries_file"], job["k"], handle.count())
     return answers
+
+
+def query(path: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Nearest-neighbour ids through the version's own index, for the recall check."""
+    return answer_queries(open_client(path), jobs)
 
 
 def dump(path: str, out_file: str) -> dict[str, Any]:

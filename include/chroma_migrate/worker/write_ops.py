@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from chroma_migrate import exchange
-from chroma_migrate.worker import fixture_data
+from chroma_migrate.worker import fixture_data, read_ops
 from chroma_migrate.worker.chroma_client import (
     IS_RUST_CORE,
     VERSION,
@@ -21,6 +21,7 @@ from chroma_migrate.worker.chroma_client import (
 # (its log replay duplicates the vector; get() fails, chroma-core/chroma#1987, fixed in 0.5),
 # so 0.4 fixtures skip re-adds: the tests need that version's get() as the reference.
 READD_WORKS = VERSION >= (0, 5, 0)
+NEAREST_KEY = "__nearest__"
 
 
 def _get_or_create(client, name: str, metadata: dict[str, Any] | None, configuration: dict[str, Any] | None):
@@ -51,8 +52,10 @@ def _write(handle, records: exchange.RecordBatch, mode: str, limit: int) -> None
         write(**kwargs)
 
 
-def load(path: str, jobs: list[dict[str, Any]], mode: str = "add") -> dict[str, Any]:
-    """Per job: create the collection if needed and write its exchange files in order."""
+def load(path: str, jobs: list[dict[str, Any]], mode: str = "add",
+         queries: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Per job: create the collection if needed and write its exchange files in order; then answer
+    the recall `queries` with the index just built (the target side of verification)."""
     client = open_client(path)
     limit = max_batch_size(client)
     loaded = {}
@@ -65,6 +68,8 @@ def load(path: str, jobs: list[dict[str, Any]], mode: str = "add") -> dict[str, 
             _write(handle, records, mode, limit)
             written += len(records)
         loaded[spec["name"]] = {"written": written, "count": handle.count()}
+    if queries:  # chromadb collection names start with a letter or digit, so this key cannot clash
+        loaded[NEAREST_KEY] = read_ops.answer_queries(client, queries)
     return loaded
 
 

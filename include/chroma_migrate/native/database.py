@@ -1,0 +1,85 @@
+"""`open_database`: a ChromaDB persistent folder read with the standard library and numpy only.
+
+No chromadb, no child process, no copy: SQLite is opened read-only, every other file is
+only ever opened for reading, so a live working copy can be read in place.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from chroma_migrate import dbfile
+from chroma_migrate.exchange import RecordBatch
+from chroma_migrate.native.collection import NativeCollection
+from chroma_migrate.native.errors import CorruptDatabaseError, NativeReadError
+from chroma_migrate.native.formats import DatabaseFormat, detect_format
+from chroma_migrate.native.sqlite_source import SQLITE_FILE, ReadOnlySqlite
+from chroma_migrate.native.values import typed_value
+from chroma_migrate.native.write_log import decode_watermark
+
+NOT_A_DATABASE_FIX = "Pass the folder you give to chromadb.PersistentClient(path=...), the one holding chroma.sqlite3."
+
+
+class NativeDatabase:
+    """A persistent ChromaDB database of any supported version, read without chromadb."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir() or not (self.path / SQLITE_FILE).is_file():
+            what = "does not exist" if not self.path.exists() else f"has no {SQLITE_FILE}"
+            raise NativeReadError("not_a_database", self.path, f"{what}, so it is not a ChromaDB persistent "
+                                                               "database", NOT_A_DATABASE_FIX)
+        self.sql = ReadOnlySqlite(self.path)
+        try:
+            self.format: DatabaseFormat = detect_format(self.sql.conn, self.sql.path)
+            watermarks = {segment: decode_watermark(raw)
+                          for segment, raw in self.sql.rows("SELECT segment_id, seq_id FROM max_seq_id")}
+            segment_metadata = self._segment_metadata()
+            try:
+                facts = dbfile.collections(self.sql.conn)
+            except sqlite3.DatabaseError as exc:
+                raise CorruptDatabaseError("sqlite_corrupt", self.sql.path, f"cannot be read ({exc})") from exc
+            self._collections = {item.name: NativeCollection(self.sql, self.path, self.format, item, watermarks,
+                                                             segment_metadata) for item in facts}
+        except BaseException:
+            self.sql.close()
+            raise
+
+    def _segment_metadata(self) -> dict[str, dict[str, Any]]:
+        names = [c for c in ("str_value", "int_value", "float_value", "bool_value")
+                 if c in {row[1] for row in self.sql.rows("PRAGMA table_info(segment_metadata)")}]
+        found: dict[str, dict[str, Any]] = {}
+        for segment, key, *values in self.sql.rows(f"SELECT segment_id, key, {', '.join(names)} FROM segment_metadata"):
+            padded = dict(zip(names, values, strict=True))
+            found.setdefault(segment, {})[key] = typed_value(
+                padded.get("str_value"), padded.get("int_value"), padded.get("float_value"), padded.get("bool_value"))
+        return found
+
+    def collections(self) -> list[NativeCollection]:
+        return list(self._collections.values())
+
+    def collection(self, name: str) -> NativeCollection:
+        try:
+            return self._collections[name]
+        except KeyError:
+            raise NativeReadError("unknown_collection", self.path, f"has no collection {name!r}",
+                                  f"Choose from: {', '.join(self._collections) or '(no collections)'}.") from None
+
+    def iter_batches(self, name: str, batch_size: int) -> Iterator[RecordBatch]:
+        return self.collection(name).iter_batches(batch_size)
+
+    def close(self) -> None:
+        self.sql.close()
+
+    def __enter__(self) -> NativeDatabase:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def open_database(path: Path | str) -> NativeDatabase:
+    return NativeDatabase(Path(path))
