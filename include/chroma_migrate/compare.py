@@ -6,11 +6,20 @@ write (a few float32 ulps), and 1.x parses metadata floats with serde_json (at m
 
 `compare_native_ranges` is one verification process's share: it reads some id ranges of
 both sides with the native reader and also keeps the exact nearest neighbours of the
-recall queries among the source records it saw; `merge_shares` folds the shares together.
+recall queries among the source records it saw (the source's own answers and count come
+from verify.py); `merge_shares` folds the shares together.
+Its fast path decodes no record: a range whose ids and vector bytes are equal (numpy) and
+whose typed metadata rows SQLite finds equal (native/stored_compare.py) is identical; any
+other range, or one the write log changes, is compared record by record, which names the
+records and fields. The content digest sums one BLAKE2b per such identical range (its ids
+and embedding bytes; its rows were proved equal in SQLite) and one per record elsewhere
+(id, embedding bytes, document, uri, canonical metadata): both sides use the same ranges,
+so the sums stay comparable and independent of the order the ranges are read in.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -21,8 +30,9 @@ import numpy as np
 
 from chroma_migrate import exchange
 from chroma_migrate.exchange import RecordBatch, record_digest
-from chroma_migrate.native import open_database
-from chroma_migrate.native.nearest import nearest_ids
+from chroma_migrate.native import NativeCollection, open_database
+from chroma_migrate.native.collection import StoredRange
+from chroma_migrate.native.stored_compare import StoredRowsComparer
 
 DIGEST_MODULUS = 2**128
 SAMPLE_LIMIT = 10
@@ -67,6 +77,13 @@ class CollectionComparison:
             self.source.add(digest)
             self.target.add(digest)
         self.identical += len(digests)
+
+    def add_identical_range(self, count: int, digest: bytes) -> None:
+        """An id range stored identically on both sides: its one digest counts for both."""
+        for side in (self.source, self.target):
+            side.count += count
+            side.total = (side.total + int.from_bytes(digest, "big")) % DIGEST_MODULUS
+        self.identical += count
 
     def merge(self, other: CollectionComparison) -> None:
         """Fold in the comparison of other id ranges (another process's share)."""
@@ -214,15 +231,22 @@ def exact_neighbours(space: str, queries: np.ndarray, batches: list[RecordBatch]
     """Running brute-force top-k: feed it one batch at a time."""
     best = best if best is not None else [[] for _ in range(len(queries))]
     for batch in batches:
-        if not len(batch):
-            continue
-        distances = _distances(space, queries, batch.embeddings)
-        take = min(k, distances.shape[1])
-        nearest = np.argpartition(distances, take - 1, axis=1)[:, :take]
-        for row, candidates in enumerate(best):
-            candidates.extend((float(distances[row][t]), batch.ids[t]) for t in nearest[row])
-            candidates.sort()
-            del candidates[k:]
+        _nearest_among(space, queries, batch.ids, batch.embeddings, k, best)
+    return best
+
+
+def _nearest_among(space: str, queries: np.ndarray, ids: list[str], vectors: np.ndarray, k: int,
+                   best: Neighbours) -> Neighbours:
+    """Fold the k nearest of these vectors into each query's running candidates."""
+    if not ids:
+        return best
+    distances = _distances(space, queries, vectors)
+    take = min(k, distances.shape[1])
+    nearest = np.argpartition(distances, take - 1, axis=1)[:, :take]
+    for row, candidates in enumerate(best):
+        candidates.extend((float(distances[row][t]), ids[t]) for t in nearest[row])
+        candidates.sort()
+        del candidates[k:]
     return best
 
 
@@ -232,7 +256,7 @@ class RangeShare:
 
     comparison: CollectionComparison
     best: Neighbours | None
-    nearest: list[list[str]] | None = None  # the source's own answers, from the share asked for them
+    nearest: list[list[str]] | None = None  # the source's own answers (verify.py asks its index)
     source_count: int | None = None
 
 
@@ -244,29 +268,52 @@ def compare_pair(source: RecordBatch, target: RecordBatch, space: str, result: C
         compare_batches(source, target, space, result)
 
 
+def range_digest(ids: list[str], vectors: np.ndarray) -> bytes:
+    """16-byte BLAKE2b of a range both sides store alike: its ids and embedding bytes, in one call each.
+    (Its metadata rows were proved equal inside SQLite and never became Python objects.)"""
+    hasher = hashlib.blake2b(digest_size=16)
+    hasher.update(b"\x00".join(record_id.encode() for record_id in ids))
+    hasher.update(len(ids).to_bytes(8, "little"))
+    hasher.update(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
+    return hasher.digest()
+
+
+def _stored_alike(stored: StoredRange, target: NativeCollection, rows: StoredRowsComparer, low: str | None,
+                  high: str | None) -> bool:
+    """The fast path: same ids, bit-identical vectors, and SQLite finds the same typed metadata rows."""
+    other = target.stored_range(low, high)
+    return (other is not None and other.ids == stored.ids and other.vectors.shape == stored.vectors.shape
+            and np.array_equal(other.vectors.view(np.uint32), stored.vectors.view(np.uint32))
+            and rows.same_rows(stored.segment, other.segment, low, high))
+
+
 def compare_native_ranges(source_db: str, target_db: str, name: str, space: str,
                           ranges: list[tuple[str | None, str | None, str | None]], queries_file: str | None,
-                          k: int, answer_queries: bool = False) -> RangeShare:
-    """Read each range (low, high, source exchange file or None) on both sides natively and compare.
-
-    With `answer_queries`, also the source's own nearest neighbours (its hnsw graph, walked
-    natively) and its count. Runs in a verification worker process: everything in and out
-    is plain and picklable.
+                          k: int, pages_alike: bool | None = None) -> RangeShare:
+    """Read each range (low, high, source exchange file or None) on both sides natively and compare,
+    keeping the exact neighbours of the queries among the source records seen. Runs in a
+    verification worker process: everything in and out is plain and picklable.
+    `pages_alike` passes on what the caller already proved of the two files (StoredRowsComparer).
     """
-    result, best, nearest, count = CollectionComparison(), None, None, None
+    result, best = CollectionComparison(), None
     queries = np.load(queries_file) if queries_file else None
-    with open_database(source_db) as source, open_database(target_db) as target:
+    with (open_database(source_db) as source, open_database(target_db) as target,
+          StoredRowsComparer(Path(source_db), Path(target_db), pages_alike) as rows):
         source_collection, target_collection = source.collection(name), target.collection(name)
-        if answer_queries:
-            count = source_collection.count
-            nearest = nearest_ids(source_collection, queries, k) if queries is not None and count else None
         for low, high, source_file in ranges:
+            stored = None if source_file else source_collection.stored_range(low, high)
+            if stored is not None and queries is not None:
+                best = _nearest_among(space, queries, stored.ids, stored.vectors, k,
+                                      best if best is not None else [[] for _ in range(len(queries))])
+            if stored is not None and _stored_alike(stored, target_collection, rows, low, high):
+                result.add_identical_range(len(stored.ids), range_digest(stored.ids, stored.vectors))
+                continue
             source_batch = (exchange.read_batch(Path(source_file)) if source_file
                             else source_collection.read_range(low, high))
-            if queries is not None:
+            if queries is not None and stored is None:
                 best = exact_neighbours(space, queries, [source_batch], k, best)
             compare_pair(source_batch, target_collection.read_range(low, high), space, result)
-    return RangeShare(result, best, nearest, count)
+    return RangeShare(result, best)
 
 
 def compare_exported_files(source_files: list[Path], target_files: list[Path], space: str,

@@ -5,7 +5,7 @@ a crash, a stall or a lost race would hit it, and then check that the live state
 and that a rerun converges. Several specs may be given, separated by commas.
 
 - `point` names a place in the code (`FAULT_POINTS` lists them); `index` (a batch number, an
-  object count, a stage name) narrows it, and a spec without one matches every index.
+  object count) narrows it, and a spec without one matches every index.
 - `action` is `raise` (default: an InjectedFault, as a failing call would), `kill` (SIGKILL
   of the current process, as the OOM killer or a lost machine would) or `pause` (write
   `<spec>.reached` into $CHROMA_MIGRATE_FAULT_DIR and wait until the test creates
@@ -28,7 +28,6 @@ ACTIONS = ("raise", "kill", "pause")
 PAUSE_LIMIT_S = 600.0
 
 FAULT_POINTS = {
-    "resolve_download": "before the source snapshot is downloaded to staging",
     "backup_copy": "after `index` objects of the backup copy (server-side copies)",
     "export_batch": "when export batch `index` starts",
     "export_batch_written": "after export batch `index` wrote its files, before the ledger records it",
@@ -37,7 +36,6 @@ FAULT_POINTS = {
     "upload_object": "after `index` objects of the new snapshot were uploaded (its manifest not yet)",
     "s3_pointer_put": "after the S3 pointer was checked, right before the lock check and the conditional PUT",
     "between_pointers": "after the S3 pointer names the new version, before the EFS pointer switch",
-    "step_start": "when a locked step starts, before it takes the lock (`index`: the stage, e.g. publish)",
 }
 
 

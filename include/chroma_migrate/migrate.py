@@ -161,7 +161,8 @@ def _run_strategies(state: MigrationState, log) -> dict[str, Any]:
 
 def _verify(state: MigrationState, source_plans: dict[str, CollectionPlan] | None = None,
             query_sets: dict[str, QuerySet] | None = None,
-            target_nearest: dict[str, list[list[str]]] | None = None) -> dict[str, Any]:
+            target_nearest: dict[str, list[list[str]]] | None = None,
+            plans: dict[str, CollectionPlan] | None = None) -> dict[str, Any]:
     """The native reader compares the source in place with the new database; chromadb is not started."""
     with state.phases.phase("verify"):
         report = verify_databases(
@@ -169,6 +170,7 @@ def _verify(state: MigrationState, source_plans: dict[str, CollectionPlan] | Non
             target_version=state.target.version, collections=state.names, batch_size=state.request.batch_size,
             workers=state.request.workers, work_dir=state.stage, phases=state.phases,
             source_plans=source_plans, query_sets=query_sets, target_nearest=target_nearest, source_info=state.info,
+            plans=plans,
         )
     if not report["passed"]:
         raise VerificationFailedError("Verification failed: " + "; ".join(report["problems"][:5]), report)
@@ -200,7 +202,7 @@ def _upgrade(state: MigrationState) -> dict[str, Any]:
         if unselected:
             run_worker(state.target.version, "delete_collections",
                        {"path": str(state.target_db), "names": unselected})
-    return _verify(state, query_sets=query_sets, target_nearest=result.data.get("nearest", {}))
+    return _verify(state, query_sets=query_sets, target_nearest=result.data.get("nearest", {}), plans=plans)
 
 
 def _rebuild(state: MigrationState) -> dict[str, Any]:

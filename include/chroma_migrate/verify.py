@@ -4,7 +4,8 @@ Both sides are read in the same id ranges, one batch at a time, so memory stays 
 by the batch size. By default the native reader reads them in place (no copy, no chromadb
 process); `reader="runtime"` has each side exported by its own chromadb instead (each on a
 copy: chromadb writes to what it opens). Checked: counts, id sets, an order-independent
-content digest with a per-record explanation of any difference, collection metadata,
+content digest with a per-record explanation of any difference (natively, ranges stored
+alike on both sides are proved equal inside SQLite and with numpy, see compare.py), collection metadata,
 index settings, and nearest-neighbour recall of queries picked from the source data,
 against exact neighbours of the source data: the source answered through its own index
 (walked natively, or by its chromadb), the target always through the target's chromadb.
@@ -32,8 +33,11 @@ from chroma_migrate.compare import (
     merge_shares,
 )
 from chroma_migrate.errors import MigrationError
+from chroma_migrate.exchange import RecordBatch
 from chroma_migrate.inspection import CollectionInfo, DatabaseInfo, describe_database
 from chroma_migrate.native import open_database
+from chroma_migrate.native.nearest import nearest_ids
+from chroma_migrate.native.stored_compare import StoredRowsComparer
 from chroma_migrate.phases import PhaseLog
 from chroma_migrate.worker_client import run_worker
 
@@ -142,8 +146,11 @@ def pick_queries(db: Path, plans: dict[str, CollectionPlan], query_sets: dict[st
         for name, query in query_sets.items():
             if query.file.is_file() or name not in plans:
                 continue
-            first = plans[name].batches[0]
-            records = native.collection(name).read_range(first.low, first.high)
+            first, collection = plans[name].batches[0], native.collection(name)
+            # Only the vectors are needed: read as stored, without decoding metadata, unless the log changes them.
+            stored = collection.stored_range(first.low, first.high)
+            records = (RecordBatch(stored.ids, stored.vectors, [], [], []) if stored is not None
+                       else collection.read_range(first.low, first.high))
             np.save(query.file, exchange.pick_query_vectors(records, query.pick or RECALL_QUERIES))
 
 
@@ -159,7 +166,8 @@ def verify_databases(source_db: Path, target_db: Path, *, source_version: str | 
                      phases: PhaseLog | None = None, source_plans: dict[str, CollectionPlan] | None = None,
                      query_sets: dict[str, QuerySet] | None = None,
                      target_nearest: dict[str, list[list[str]]] | None = None,
-                     reader: str = "native", source_info: DatabaseInfo | None = None) -> dict[str, Any]:
+                     reader: str = "native", source_info: DatabaseInfo | None = None,
+                     plans: dict[str, CollectionPlan] | None = None) -> dict[str, Any]:
     """Compare two databases; `*_version` is the chromadb that answers for each side (default: its writer).
 
     Native (default): both sides are read in place and stay byte-identical; the target's
@@ -167,7 +175,8 @@ def verify_databases(source_db: Path, target_db: Path, *, source_version: str | 
     them) or from the target's chromadb on a scratch copy. `source_plans` (an export of the
     source that picked and answered `query_sets`) lets the rebuild path reuse its export.
     Runtime: each side exported by its own chromadb, which writes to them: pass copies.
-    `source_info` spares describing the source again when the caller just did.
+    `source_info` spares describing the source again when the caller just did, and `plans`
+    (the source's id ranges at `batch_size`, not exported) cutting them again.
     """
     if reader not in READERS:
         raise MigrationError(f"Unknown reader {reader!r}.", f"Use one of {', '.join(READERS)}.")
@@ -186,7 +195,8 @@ def verify_databases(source_db: Path, target_db: Path, *, source_version: str | 
     with tempfile.TemporaryDirectory(prefix="chroma-migrate-verify-", dir=work_dir) as scratch_dir:
         scratch = Path(scratch_dir)
         dimensions = {name: sources[name].dimension for name in present}
-        plans = ({name: source_plans[name] for name in present} if source_plans is not None
+        known = source_plans if source_plans is not None else plans
+        plans = ({name: known[name] for name in present} if known is not None
                  else plan_collections(Path(source_db), dimensions, batch_size))
         query_sets = query_sets if query_sets is not None else query_sets_for(present, scratch)
         if reader == "runtime":
@@ -208,7 +218,7 @@ def _compare_native(sources: dict[str, CollectionInfo], target_info: Any, presen
                     exported: bool, workers: int, phases: PhaseLog, scratch: Path) -> list[dict[str, Any]]:
     """Both sides read in place by the native reader, the id ranges shared among `workers` processes.
 
-    The share holding the first range also walks the source's hnsw graph for its recall
+    Meanwhile this process counts the source and walks its hnsw graph for its recall
     answers; the target's chromadb answers on a scratch copy unless the migration already
     asked it.
     """
@@ -220,19 +230,22 @@ def _compare_native(sources: dict[str, CollectionInfo], target_info: Any, presen
         ranges = [(b.low, b.high, str(f) if f else None) for b, f in zip(plan.batches, files, strict=True)]
         queries = str(query.file) if query and query.file.is_file() else None
         for position in range(min(workers, len(ranges))):
-            # The first share also answers the source's side of the recall queries and counts it.
-            jobs.append((name, str(sources[name].index.get("space", "l2")), ranges[position::workers], queries,
-                         position == 0))
+            jobs.append((name, str(sources[name].index.get("space", "l2")), ranges[position::workers], queries))
+    pages_alike = None
+    if not exported:  # proved once here rather than by every worker (it reads both tables' pages)
+        with StoredRowsComparer(source_db, target_db) as rows:
+            pages_alike = rows.pages_alike
     with _range_pool(workers) as pool, ThreadPoolExecutor(max_workers=1) as asking:
         # The worker processes first: they may be forked, which is only safe before any thread starts.
         futures = [pool.submit(compare_native_ranges, str(source_db), str(target_db), name, space, group, queries,
-                               RECALL_K, first) for name, space, group, queries, first in jobs]
+                               RECALL_K, pages_alike) for name, space, group, queries in jobs]
         asked = None
         if target_nearest is None:
             # chromadb writes to what it opens, and must not race the native reads: it gets its own copy.
             copy = scratch / "target-for-queries"
             asked = asking.submit(lambda: (shutil.copytree(target_db, copy),
                                            _ask(target_version, copy, query_sets, phases))[1])
+        source_answers = _source_answers(source_db, present, query_sets)
         by_name: dict[str, list[RangeShare]] = {}
         for job, future in zip(jobs, futures, strict=True):
             by_name.setdefault(job[0], []).append(future.result())
@@ -240,11 +253,25 @@ def _compare_native(sources: dict[str, CollectionInfo], target_info: Any, presen
     results = []
     for name in present:
         share = merge_shares(by_name[name], RECALL_K)
+        share.source_count, share.nearest = source_answers[name]
         source_nearest = plans[name].nearest if plans[name].nearest is not None else share.nearest
         results.append(collection_verdict(sources[name], target_info.collection(name), share,
                                           share.source_count or 0, lambda n=source_nearest: n,
                                           lambda n=name: answered.get(n)))
     return results
+
+
+def _source_answers(db: Path, names: list[str], query_sets: dict[str, QuerySet],
+                    ) -> dict[str, tuple[int, list[list[str]] | None]]:
+    """Each collection's count and the source's own answers to its recall queries, its hnsw graph walked natively."""
+    answers = {}
+    with open_database(db) as native:
+        for name in names:
+            collection, query = native.collection(name), query_sets.get(name)
+            count = collection.count
+            asked = query is not None and query.file.is_file() and count
+            answers[name] = (count, nearest_ids(collection, np.load(query.file), RECALL_K) if asked else None)
+    return answers
 
 
 class _InProcess:

@@ -43,6 +43,7 @@ def _child_env() -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     # The default embedding function would try to download a model; keep any hub offline.
     env["HF_HUB_OFFLINE"] = "1"
+    env["CHROMA_MIGRATE_PARENT_PID"] = str(os.getpid())  # the worker dies with us (worker/__main__.py)
     return env
 
 

@@ -11,7 +11,6 @@ from airflow.sdk import BaseOperator
 
 from chroma_migrate.config import load_config
 from chroma_migrate.errors import MigrationError
-from chroma_migrate.faults import fault_point
 from chroma_migrate.inspection import describe_database
 from chroma_migrate.migrate import STRATEGIES
 from chroma_migrate.native import check_integrity
@@ -38,7 +37,6 @@ def download_snapshot(hook: ChromaSnapshotHook, paths: RunPaths, version_id: str
     shutil.rmtree(partial, ignore_errors=True)
     snapshot_bytes = sum(hook.s3.list_objects(hook.layout.version_prefix(version_id)).values())
     check_staging_space(paths.root, snapshot_bytes, setting)
-    fault_point("resolve_download")
     with cleaned_when_full(f"downloading {version_id}", paths.root, partial):
         manifest = hook.s3.download(version_id, partial)
     shutil.rmtree(paths.source, ignore_errors=True)

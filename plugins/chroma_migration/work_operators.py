@@ -12,7 +12,6 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chroma_migrate.faults import fault_point
 from chroma_migrate.pipeline import batch_label, changed_exports, export_batch, load_batch, verify_run
 from chroma_migrate.snapshots.errors import SnapshotError
 from chroma_migrate.snapshots.lock import HeartbeatThread
@@ -42,7 +41,6 @@ class LockedStepOperator(ChromaMigrationOperator):
     stage = ""
 
     def execute(self, context: Any) -> Any:
-        fault_point("step_start", self.stage)
         self.lock = self.hook.lock(self.state.owner)
         # Re-enter our own lock, or retake it if its lease ran out while nobody else took it
         # (an approval can wait for hours); if someone else holds it now, this fails naming them.

@@ -48,3 +48,39 @@ def test_a_killed_child_reports_its_signal(tmp_path):
         run_worker("1.5.9", "facts", {}, timeout_s=0.2)
     assert caught.value.signal_name == "SIGKILL"
     assert "killed by SIGKILL" in caught.value.problem
+
+
+def test_a_worker_dies_with_its_killed_caller(tmp_path):
+    """A SIGKILLed Airflow task must not leave its chromadb worker writing beside the retry's."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    caller = (
+        "import os, signal, threading, time\n"
+        "from chroma_migrate.worker_client import run_worker\n"
+        "def kill_me_once_the_worker_runs():\n"
+        "    me = os.getpid()\n"
+        "    while True:\n"
+        "        for kid in open(f'/proc/{me}/task/{me}/children').read().split():\n"
+        "            argv = open(f'/proc/{kid}/cmdline').read().split(chr(0))\n"
+        "            if 'chroma_migrate.worker' in argv:\n"
+        "                print(argv[4], kid, flush=True)\n"
+        "                os.kill(me, signal.SIGKILL)\n"
+        "        time.sleep(0.01)\n"
+        "threading.Thread(target=kill_me_once_the_worker_runs, daemon=True).start()\n"
+        "run_worker('1.5.9', 'facts', {})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", caller], capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, done.stderr
+    response_path, worker_pid = done.stdout.split()
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{worker_pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert not Path(f"/proc/{worker_pid}").exists(), "the worker outlived its caller"
+        assert not Path(response_path).exists(), "the worker went on and answered a caller that was gone"
+    finally:
+        shutil.rmtree(Path(response_path).parent, ignore_errors=True)

@@ -20,7 +20,7 @@ from tests.engine.records import assert_same_records, spaces_of
 from tests.live.conftest import WORKERS
 from tests.live.rest import FINISHED
 
-pytestmark = [pytest.mark.live, pytest.mark.slow]
+pytestmark = [pytest.mark.live, pytest.mark.integration]
 
 WORDS, LINES, ROLLBACK_WORDS = "chroma_migration__words", "chroma_migration__lines", "chroma_rollback__words"
 MAPPED = ("export_batch", "load_batch")

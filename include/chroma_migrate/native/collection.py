@@ -19,13 +19,22 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from chroma_migrate import dbfile
 from chroma_migrate.exchange import RecordBatch, empty_batch
 from chroma_migrate.native.errors import CorruptDatabaseError
 from chroma_migrate.native.formats import DatabaseFormat
 from chroma_migrate.native.replay import RecordChanges, apply_record_changes, plan_record_changes
 from chroma_migrate.native.sqlite_source import ReadOnlySqlite
-from chroma_migrate.native.stored_records import ARRAY_TABLE, ids_in_table, stored_count, stored_ids, stored_records
+from chroma_migrate.native.stored_records import (
+    ARRAY_TABLE,
+    ids_in_table,
+    stored_count,
+    stored_ids,
+    stored_ids_between,
+    stored_records,
+)
 from chroma_migrate.native.values import log_metadata_parser, split_record
 from chroma_migrate.native.vector_segment import (
     VectorSegment,
@@ -48,6 +57,16 @@ class NativeCollectionInfo:
     metadata: dict[str, Any] | None
     configuration: dict[str, Any] | None
     list_metadata_keys: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredRange:
+    """One id range as stored, for verification's fast path: the METADATA segment holding its rows,
+    its ids and their vectors as get() returns them."""
+
+    segment: str
+    ids: list[str]
+    vectors: np.ndarray
 
 
 def _in_range(record_id: str, low: str | None, high: str | None) -> bool:
@@ -132,6 +151,17 @@ class NativeCollection:
             uris.append(uri)
             metadatas.append(metadata)
         return RecordBatch(ids, vectors, documents, uris, metadatas)
+
+    def stored_range(self, low: str | None, high: str | None) -> StoredRange | None:
+        """The range's stored ids and their vectors, without decoding any metadata; None where the
+        write log changes the range (only `read_range` applies it) or there is no METADATA segment."""
+        segment = self.facts.metadata_segment
+        if not segment or any(_in_range(i, low, high) for i in self.changes.entries):
+            return None
+        ids = stored_ids_between(self._sql, segment, low, high)
+        vectors = (np.ascontiguousarray(self.vectors.vectors_for(ids), dtype="<f4") if ids
+                   else np.zeros((0, int(self.dimension or 0)), dtype=np.float32))
+        return StoredRange(segment, ids, vectors)
 
     def _apply_log(self, records: dict[str, dict[str, Any]], low: str | None, high: str | None) -> None:
         touched = [i for i in self.changes.entries if _in_range(i, low, high)]

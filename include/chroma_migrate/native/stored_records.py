@@ -81,3 +81,11 @@ def stored_count(sql: ReadOnlySqlite, segment_id: str) -> int:
 def ids_in_table(sql: ReadOnlySqlite, segment_id: str, ids: list[str]) -> set[str]:
     return {row[0] for row in sql.rows_for_keys(
         "SELECT embedding_id FROM embeddings WHERE segment_id = ? AND embedding_id IN ({keys})", ids, [segment_id])}
+
+
+def stored_ids_between(sql: ReadOnlySqlite, segment_id: str, low: str | None, high: str | None) -> list[str]:
+    """The stored ids of one range, in order."""
+    clause, params = _range(low, high)
+    return [row[0] for row in sql.rows(
+        f"SELECT e.embedding_id FROM embeddings e WHERE e.segment_id = ?{clause} ORDER BY e.embedding_id",
+        [segment_id, *params])]

@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import signal
 import sys
 import traceback
 from pathlib import Path
 
 PROTOCOL_VERSION = 1
+PARENT_ENV = "CHROMA_MIGRATE_PARENT_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when its caller dies.
+
+    The worker runs in a session of its own (so a timeout can kill its group), which also
+    means a SIGKILLed Airflow task would leave it writing to staging beside the retry's new
+    worker. The parent-death signal closes that gap; the pid check covers a caller that died
+    before the signal was armed.
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the timeout remains the only bound
+        return
+    expected = os.environ.get(PARENT_ENV)
+    if expected and os.getppid() != int(expected):
+        os._exit(70)
 
 
 def _operations():
@@ -40,4 +62,5 @@ def main(request_path: str, response_path: str) -> int:
 
 
 if __name__ == "__main__":
+    die_with_parent()
     raise SystemExit(main(sys.argv[1], sys.argv[2]))
