@@ -23,7 +23,7 @@ from pathlib import Path
 
 from chroma_migrate.native.page_identity import same_table_pages
 from chroma_migrate.native.sqlite_source import SQLITE_FILE, ReadOnlySqlite
-from chroma_migrate.native.stored_records import ARRAY_TABLE
+from chroma_migrate.native.stored_records import ARRAY_TABLE, id_range_clause
 
 _VALUES = ("m.string_value, m.int_value, m.float_value, m.bool_value, typeof(m.string_value), "
            "typeof(m.int_value), typeof(m.float_value), typeof(m.bool_value)")
@@ -38,17 +38,6 @@ def _elements(schema: str, clause: str) -> str:
 _SAME_VALUES = " AND ".join(f"m.{c} IS n.{c} AND typeof(m.{c}) = typeof(n.{c})"
                            for c in ("string_value", "int_value", "float_value", "bool_value"))
 _UNIQUE_KEYS = (("embeddings", ("segment_id", "embedding_id")), ("embedding_metadata", ("id", "key")))
-
-
-def _bounds(low: str | None, high: str | None) -> tuple[str, list[str]]:
-    clause, params = "", []
-    if low is not None:
-        clause += " AND e.embedding_id >= ?"
-        params.append(low)
-    if high is not None:
-        clause += " AND e.embedding_id < ?"
-        params.append(high)
-    return clause, params
 
 
 class StoredRowsComparer:
@@ -95,7 +84,7 @@ class StoredRowsComparer:
         """True when both METADATA segments store exactly the same typed rows for ids in [low, high)."""
         if not self.usable:
             return False
-        clause, params = _bounds(low, high)
+        clause, params = id_range_clause(low, high)
         if not (self.pages_alike and source_segment == target_segment) and not self._same_scalar_rows(
                 source_segment, target_segment, clause, params):
             return False

@@ -14,7 +14,8 @@ from chroma_migrate.native.sqlite_source import ReadOnlySqlite
 ARRAY_TABLE = "embedding_metadata_array"
 
 
-def _range(low: str | None, high: str | None) -> tuple[str, list[str]]:
+def id_range_clause(low: str | None, high: str | None) -> tuple[str, list[str]]:
+    """SQL (on `embeddings e`) and parameters for low <= id < high; None is unbounded."""
     clause, params = "", []
     if low is not None:
         clause += " AND e.embedding_id >= ?"
@@ -38,7 +39,7 @@ def stored_records(sql: ReadOnlySqlite, segment_id: str, low: str | None, high: 
     than the user id (a fresh string per row would cost a third of the time), and are
     iterated straight off the cursor.
     """
-    clause, params = _range(low, high)
+    clause, params = id_range_clause(low, high)
     where = f"WHERE e.segment_id = ?{clause}"
     records: dict[str, dict[str, Any]] = {}
     by_row: dict[int, dict[str, Any]] = {}
@@ -85,7 +86,7 @@ def ids_in_table(sql: ReadOnlySqlite, segment_id: str, ids: list[str]) -> set[st
 
 def stored_ids_between(sql: ReadOnlySqlite, segment_id: str, low: str | None, high: str | None) -> list[str]:
     """The stored ids of one range, in order."""
-    clause, params = _range(low, high)
+    clause, params = id_range_clause(low, high)
     return [row[0] for row in sql.rows(
         f"SELECT e.embedding_id FROM embeddings e WHERE e.segment_id = ?{clause} ORDER BY e.embedding_id",
         [segment_id, *params])]
