@@ -8,31 +8,20 @@ message that says what to do.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from chroma_migrate import dbfile
 from chroma_migrate.errors import MigrationError, NotAChromaDatabaseError, UnsupportedVersionError
 from chroma_migrate.native import CorruptDatabaseError, open_database
+from chroma_migrate.native.collection import NativeCollectionInfo as CollectionInfo  # what inspect reports
 from chroma_migrate.versions import (
     ChromaVersion,
     newest_known_signature,
     supported_versions,
     versions_with_signature,
 )
-
-
-@dataclass
-class CollectionInfo:
-    name: str
-    id: str
-    records: int
-    dimension: int | None
-    index: dict[str, Any]
-    metadata: dict[str, Any] | None
-    configuration: dict[str, Any] | None
-    list_metadata_keys: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -102,7 +91,7 @@ def describe_database(path: Path) -> DatabaseInfo:
         collections = []
         for collection in db.collections():
             collection.check_segment_files()
-            collections.append(CollectionInfo(**asdict(collection.info)))
+            collections.append(collection.info)
         return DatabaseInfo(
             path=str(path), size_bytes=dbfile.size_on_disk(path), signature=db.format.signature,
             written_by=list(db.format.written_by), reader_version=reader.version, collections=collections,

@@ -47,7 +47,7 @@ from chroma_migrate.native.write_log import entries_above, fetch_metadata
 
 @dataclass
 class NativeCollectionInfo:
-    """What inspect reports about a collection; field for field the engine's CollectionInfo."""
+    """What inspect reports about a collection (the engine's `inspection.CollectionInfo`)."""
 
     name: str
     id: str
