@@ -106,6 +106,8 @@ def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch
         "source_version": info.reader_version, "written_by": info.written_by, "target_version": target.version,
         "collections": [c.name for c in info.collections], "records": {c.name: c.records for c in info.collections},
         "batch_size": batch_size, "batches": batches,
+        # What each load creates in the target, decided once here instead of re-reading the source per batch.
+        "target_specs": {c.name: target_collection_spec(c, target) for c in info.collections},
     }
     paths.root.mkdir(parents=True, exist_ok=True)
     temporary = paths.plan_file.with_suffix(".tmp")
@@ -185,8 +187,7 @@ def load_batch(paths: RunPaths, plan: dict[str, Any], batch: dict[str, Any], exp
             "The staging area was damaged after the export; nothing was loaded from it. Rerun (clear) the run: "
             "the export of this batch is redone because its files no longer match.",
         )
-    info = describe_database(paths.source).collection(batch["collection"])
-    spec = target_collection_spec(info, get_version(plan["target_version"]))
+    spec = plan["target_specs"][batch["collection"]]
     paths.target.mkdir(parents=True, exist_ok=True)
     # No cleanup here: the new database holds the batches loaded before; a rerun upserts this one
     # again and verification proves the result.
@@ -203,8 +204,9 @@ def load_batch(paths: RunPaths, plan: dict[str, Any], batch: dict[str, Any], exp
 def verify_run(paths: RunPaths, plan: dict[str, Any], batch_size: int | None = None) -> dict[str, Any]:
     """Verify the new database against the source and store the report beside the run's files.
 
-    The source is exported again here rather than reusing the batch files: a retried or
-    cleared run may have lost them, and the check stays independent of the export.
+    The source is read again here (in place, by the native reader) rather than trusting the
+    batch files: a retried or cleared run may have lost them, and the check stays independent
+    of the export.
     """
     with cleaned_when_full("verifying (the verifier's copies are removed with it)", paths.root):
         report = verify_databases(paths.source, paths.target, source_version=plan["source_version"],
