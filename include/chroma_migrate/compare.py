@@ -71,16 +71,17 @@ class CollectionComparison:
     extra_sample: list[str] = field(default_factory=list)
     different_sample: list[dict[str, Any]] = field(default_factory=list)
 
-    def add_identical(self, digests: list[bytes]) -> None:
-        """Records equal on both sides: each digest counts for both."""
-        for digest in digests:
+    def add_identical(self, source_digests: list[bytes], target_digests: list[bytes]) -> None:
+        """Records equal on both sides; each side's digests were computed from that side's own batch."""
+        for digest in source_digests:
             self.source.add(digest)
+        for digest in target_digests:
             self.target.add(digest)
-        self.identical += len(digests)
+        self.identical += len(source_digests)
 
-    def add_identical_range(self, count: int, digest: bytes) -> None:
-        """An id range stored identically on both sides: its one digest counts for both."""
-        for side in (self.source, self.target):
+    def add_identical_range(self, count: int, source_digest: bytes, target_digest: bytes) -> None:
+        """An id range stored identically on both sides, hashed once per side from its own bytes."""
+        for side, digest in ((self.source, source_digest), (self.target, target_digest)):
             side.count += count
             side.total = (side.total + int.from_bytes(digest, "big")) % DIGEST_MODULUS
         self.identical += count
@@ -263,7 +264,7 @@ class RangeShare:
 def compare_pair(source: RecordBatch, target: RecordBatch, space: str, result: CollectionComparison) -> None:
     """Equal batches (the usual case) are hashed once; others are compared record by record."""
     if exchange.same_records(source, target):
-        result.add_identical(exchange.batch_digests(source))
+        result.add_identical(exchange.batch_digests(source), exchange.batch_digests(target))
     else:
         compare_batches(source, target, space, result)
 
@@ -279,12 +280,14 @@ def range_digest(ids: list[str], vectors: np.ndarray) -> bytes:
 
 
 def _stored_alike(stored: StoredRange, target: NativeCollection, rows: StoredRowsComparer, low: str | None,
-                  high: str | None) -> bool:
-    """The fast path: same ids, bit-identical vectors, and SQLite finds the same typed metadata rows."""
+                  high: str | None) -> StoredRange | None:
+    """The fast path: the target's range when it has the same ids, bit-identical vectors, and SQLite
+    finds the same typed metadata rows; None otherwise."""
     other = target.stored_range(low, high)
-    return (other is not None and other.ids == stored.ids and other.vectors.shape == stored.vectors.shape
-            and np.array_equal(other.vectors.view(np.uint32), stored.vectors.view(np.uint32))
-            and rows.same_rows(stored.segment, other.segment, low, high))
+    alike = (other is not None and other.ids == stored.ids and other.vectors.shape == stored.vectors.shape
+             and np.array_equal(other.vectors.view(np.uint32), stored.vectors.view(np.uint32))
+             and rows.same_rows(stored.segment, other.segment, low, high))
+    return other if alike else None
 
 
 def compare_native_ranges(source_db: str, target_db: str, name: str, space: str,
@@ -305,8 +308,10 @@ def compare_native_ranges(source_db: str, target_db: str, name: str, space: str,
             if stored is not None and queries is not None:
                 best = _nearest_among(space, queries, stored.ids, stored.vectors, k,
                                       best if best is not None else [[] for _ in range(len(queries))])
-            if stored is not None and _stored_alike(stored, target_collection, rows, low, high):
-                result.add_identical_range(len(stored.ids), range_digest(stored.ids, stored.vectors))
+            alike = _stored_alike(stored, target_collection, rows, low, high) if stored is not None else None
+            if stored is not None and alike is not None:
+                result.add_identical_range(len(stored.ids), range_digest(stored.ids, stored.vectors),
+                                           range_digest(alike.ids, alike.vectors))
                 continue
             source_batch = (exchange.read_batch(Path(source_file)) if source_file
                             else source_collection.read_range(low, high))
@@ -327,7 +332,7 @@ def compare_exported_files(source_files: list[Path], target_files: list[Path], s
         target_ids, target_digests = exchange.read_fingerprints(target_file)
         source_digests = exchange.batch_digests(source_batch)
         if target_ids == source_batch.ids and target_digests == source_digests:
-            result.add_identical(source_digests)
+            result.add_identical(source_digests, target_digests)
         else:
             compare_batches(source_batch, exchange.read_batch(target_file), space, result)
     return RangeShare(result, best)

@@ -17,16 +17,43 @@ from pathlib import Path
 from typing import Any
 
 SQLITE_FILE = "chroma.sqlite3"
-HNSW_DEFAULTS = {"space": "l2", "M": 16, "construction_ef": 100, "search_ef": 10}
+DEFAULT_TENANT = "default_tenant"
+DEFAULT_DATABASE = "default_database"
+# What every version uses when a collection never set them. `num_threads` is not among the
+# settings: it has no fixed default (the machine's CPU count) and only decides how many threads
+# build the index, so each target derives its own (a `hnsw:num_threads` metadata key is carried).
+HNSW_DEFAULTS = {"space": "l2", "M": 16, "construction_ef": 100, "search_ef": 10, "resize_factor": 1.2,
+                 "batch_size": 100, "sync_threshold": 1000}
 # Collection metadata keys that carry index settings in every version.
 HNSW_METADATA_KEYS = {
     "hnsw:space": "space", "hnsw:M": "M", "hnsw:construction_ef": "construction_ef",
-    "hnsw:search_ef": "search_ef",
+    "hnsw:search_ef": "search_ef", "hnsw:resize_factor": "resize_factor",
+    "hnsw:batch_size": "batch_size", "hnsw:sync_threshold": "sync_threshold",
 }
 # The same settings in the 1.x configuration and schema JSON.
 HNSW_CONFIG_KEYS = {
     "space": "space", "max_neighbors": "M", "ef_construction": "construction_ef", "ef_search": "search_ef",
+    "resize_factor": "resize_factor", "batch_size": "batch_size",
+    "sync_threshold": "sync_threshold",
 }
+
+
+def qualified_name(tenant: str, database: str, name: str) -> str:
+    """How the engine names a collection: its bare name in the default tenant and database,
+    `tenant/database/name` elsewhere (a chromadb collection name never holds a slash)."""
+    if tenant == DEFAULT_TENANT and database == DEFAULT_DATABASE:
+        return name
+    return f"{tenant}/{database}/{name}"
+
+
+def split_qualified(qualified: str) -> tuple[str, str, str]:
+    """(tenant, database, name) of a qualified collection name; a plain name is in the defaults."""
+    parts = qualified.split("/")
+    if len(parts) == 1:
+        return DEFAULT_TENANT, DEFAULT_DATABASE, qualified
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"{qualified!r} is neither a collection name nor tenant/database/name")
+    return parts[0], parts[1], parts[2]
 
 
 class DatabaseFileError(Exception):
@@ -64,6 +91,8 @@ def migration_signature(conn: sqlite3.Connection) -> dict[str, int]:
 
 @dataclass
 class CollectionFacts:
+    """One collection as its rows say; `name` is the qualified name (see `qualified_name`)."""
+
     id: str
     name: str
     dimension: int | None
@@ -74,6 +103,9 @@ class CollectionFacts:
     vector_segment: str | None
     record_count: int = 0
     list_metadata_keys: dict[str, int] = field(default_factory=dict)
+    tenant: str = DEFAULT_TENANT
+    database: str = DEFAULT_DATABASE
+    bare_name: str = ""
 
 
 def _typed_value(row: tuple, names: list[str]) -> Any:
@@ -106,20 +138,43 @@ def _json_column(raw: str | None) -> dict[str, Any] | None:
     return parsed or None
 
 
+def _tenant_and_database(conn: sqlite3.Connection) -> tuple[str, str]:
+    """SQL for each collection's tenant and database name (0.4.15+ has `databases`)."""
+    if "database_id" in columns(conn, "collections") and "databases" in table_names(conn):
+        return ("COALESCE((SELECT d.tenant_id FROM databases d WHERE d.id = c.database_id), '')",
+                "COALESCE((SELECT d.name FROM databases d WHERE d.id = c.database_id), '')")
+    return f"'{DEFAULT_TENANT}'", f"'{DEFAULT_DATABASE}'"
+
+
+def tenants_and_databases(conn: sqlite3.Connection) -> tuple[list[str], list[dict[str, str]]]:
+    """Every tenant, and every database as {tenant, name, id}, including those with no collection."""
+    tables = table_names(conn)
+    if "databases" not in tables:
+        return [DEFAULT_TENANT], [{"tenant": DEFAULT_TENANT, "name": DEFAULT_DATABASE, "id": ""}]
+    tenants = [row[0] for row in conn.execute("SELECT id FROM tenants ORDER BY id")] if "tenants" in tables else []
+    databases = [{"tenant": tenant, "name": name, "id": database_id} for database_id, name, tenant in
+                 conn.execute("SELECT id, name, tenant_id FROM databases ORDER BY tenant_id, name")]
+    return tenants, databases
+
+
 def collections(conn: sqlite3.Connection) -> list[CollectionFacts]:
+    """Every collection of every tenant and database, ordered by qualified name."""
     available = set(columns(conn, "collections"))
-    config_col = "config_json_str" if "config_json_str" in available else "NULL"
-    schema_col = "schema_str" if "schema_str" in available else "NULL"
-    dim_col = "dimension" if "dimension" in available else "NULL"
+    config_col = "c.config_json_str" if "config_json_str" in available else "NULL"
+    schema_col = "c.schema_str" if "schema_str" in available else "NULL"
+    dim_col = "c.dimension" if "dimension" in available else "NULL"
+    tenant_col, database_col = _tenant_and_database(conn)
     segments = conn.execute("SELECT id, scope, collection FROM segments").fetchall()
     facts = []
-    for cid, name, dimension, config, schema in conn.execute(
-        f"SELECT id, name, {dim_col}, {config_col}, {schema_col} FROM collections ORDER BY name"
+    for cid, name, dimension, config, schema, tenant, database in conn.execute(
+        f"SELECT c.id, c.name, {dim_col}, {config_col}, {schema_col}, {tenant_col}, {database_col} "
+        "FROM collections c"
     ):
         scoped = {scope: sid for sid, scope, collection in segments if collection == cid}
         item = CollectionFacts(
-            cid, name, dimension, _collection_metadata(conn, cid), _json_column(config), _json_column(schema),
-            scoped.get("METADATA"), scoped.get("VECTOR"),
+            cid, qualified_name(tenant, database, name), dimension, _collection_metadata(conn, cid),
+            _json_column(config), _json_column(schema), scoped.get("METADATA"), scoped.get("VECTOR"),
+            tenant=tenant, database=database, bare_name=name,
         )
         if item.metadata_segment:
             item.record_count = conn.execute(
@@ -127,7 +182,7 @@ def collections(conn: sqlite3.Connection) -> list[CollectionFacts]:
             ).fetchone()[0]
             item.list_metadata_keys = _list_metadata_keys(conn, item.metadata_segment)
         facts.append(item)
-    return facts
+    return sorted(facts, key=lambda item: item.name)
 
 
 def _list_metadata_keys(conn: sqlite3.Connection, segment_id: str) -> dict[str, int]:
@@ -160,7 +215,7 @@ def _find_hnsw_settings(node: Any) -> dict[str, Any]:
 
 
 def index_settings(item: CollectionFacts, *, trust_config: bool) -> dict[str, Any]:
-    """space/M/construction_ef/search_ef in FORMAT.md's order: metadata, schema, then config.
+    """The index settings (HNSW_DEFAULTS' names) in FORMAT.md's order: metadata, schema, then config.
 
     0.5/0.6 write "l2" into config_json_str even for cosine collections, so callers pass
     `trust_config=False` for 0.x databases.
@@ -195,3 +250,32 @@ def ids_in_range(conn: sqlite3.Connection, metadata_segment: str, low: str | Non
 
 def size_on_disk(db_path: Path) -> int:
     return sum(p.stat().st_size for p in Path(db_path).rglob("*") if p.is_file())
+
+
+def _embedding_index_config(item: CollectionFacts) -> dict[str, Any]:
+    """1.3+'s `#embedding` vector index config, else 1.0's configuration (its `vector_index` flattened)."""
+    schema = item.schema_json or {}
+    embedding = (((schema.get("keys") or {}).get("#embedding") or {}).get("float_list") or {})
+    config = ((embedding.get("vector_index") or {}).get("config")) if embedding else None
+    if isinstance(config, dict):
+        return config
+    configuration = dict(item.config_json or {})
+    configuration.update(configuration.pop("vector_index", None) or {})
+    return configuration
+
+
+def _configured(value: Any) -> dict[str, Any] | None:
+    """None for "nothing configured": absent, null, or 1.x's {"type": "legacy"} placeholder."""
+    if not isinstance(value, dict) or not value or value.get("type") == "legacy":
+        return None
+    return value
+
+
+def embedding_function_of(item: CollectionFacts) -> dict[str, Any] | None:
+    """The embedding function a 1.x collection names (type, name, config), or None."""
+    return _configured(_embedding_index_config(item).get("embedding_function"))
+
+
+def spann_of(item: CollectionFacts) -> dict[str, Any] | None:
+    """A 1.x collection's spann index settings, or None (local databases use hnsw)."""
+    return _configured(_embedding_index_config(item).get("spann"))

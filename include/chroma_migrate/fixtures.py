@@ -45,6 +45,34 @@ def receipt_spec(*, records: int = 600, dim: int = 16, big_dim: int | None = 153
     return {"seed": seed, "collections": collections}
 
 
+def fidelity_spec(*, embedding_function: bool = False, bool_metadata: bool = True) -> dict[str, Any]:
+    """Everything a persistent directory can hold beyond records: two tenants and databases with
+    same-named collections, an empty database, typed collection metadata, identical vectors
+    under different ids, many small index flushes with churn, a dropped collection whose files
+    stay behind, 3,072 dimensions, and (1.x) a named embedding function."""
+    typed = {"flag": True, "count": 3, "ratio": 1.5, "owner": "receipts"} if bool_metadata else {
+        "count": 3, "ratio": 1.5, "owner": "receipts"}
+    collections: list[dict[str, Any]] = [
+        {"name": "words", "kind": "word", "dim": 16, "records": 300,
+         "metadata": {"hnsw:space": "cosine", "hnsw:sync_threshold": 100, **typed}},
+        {"name": "words", "tenant": "tenant_two", "database": "db_two", "kind": "line", "dim": 16, "records": 200,
+         "image_seed": 11, "metadata": {"hnsw:space": "l2", "team": "second tenant"}},
+        {"name": "twins", "kind": "word", "dim": 16, "records": 120, "duplicates": 15,
+         "metadata": {"hnsw:space": "l2"}},
+        {"name": "churn", "kind": "line", "dim": 64, "records": 1500, "tail": 7,
+         "metadata": {"hnsw:space": "l2", "hnsw:batch_size": 10, "hnsw:sync_threshold": 20}},
+        {"name": "dropped", "kind": "word", "dim": 16, "records": 150, "drop": True},
+        {"name": "wide", "kind": "word", "dim": 3072, "records": 60, "metadata": {"hnsw:space": "cosine"}},
+    ]
+    if embedding_function:
+        collections.append({"name": "embedded", "kind": "word", "dim": 16, "records": 80,
+                            "metadata": {"hnsw:space": "cosine"},
+                            "embedding_function": {"api_key_env_var": "CHROMA_MIGRATE_TEST_HF_KEY",
+                                                   "model_name": "sentence-transformers/all-MiniLM-L6-v2"}})
+    return {"seed": 5, "collections": collections,
+            "databases": [{"tenant": "tenant_two", "name": "db_two"}, {"tenant": "tenant_two", "name": "db_empty"}]}
+
+
 def spec_key(version: str, spec: dict[str, Any]) -> str:
     text = json.dumps({"format": FIXTURE_FORMAT, "version": version, "spec": spec}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

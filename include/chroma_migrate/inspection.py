@@ -8,7 +8,7 @@ message that says what to do.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ class DatabaseInfo:
     written_by: list[str]
     reader_version: str
     collections: list[CollectionInfo]
+    tenants: list[str] = field(default_factory=list)
+    databases: list[dict[str, str]] = field(default_factory=list)  # {tenant, name, id}, empty ones too
 
     def collection(self, name: str) -> CollectionInfo:
         for item in self.collections:
@@ -92,7 +94,9 @@ def describe_database(path: Path) -> DatabaseInfo:
         for collection in db.collections():
             collection.check_segment_files()
             collections.append(collection.info)
+        tenants, databases = dbfile.tenants_and_databases(db.sql.conn)
         return DatabaseInfo(
             path=str(path), size_bytes=dbfile.size_on_disk(path), signature=db.format.signature,
             written_by=list(db.format.written_by), reader_version=reader.version, collections=collections,
+            tenants=tenants, databases=databases,
         )

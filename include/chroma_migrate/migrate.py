@@ -25,6 +25,7 @@ from chroma_migrate.errors import (
 from chroma_migrate.inspection import DatabaseInfo, describe_database
 from chroma_migrate.phases import PhaseLog
 from chroma_migrate.probe import refuse_forced_upgrade
+from chroma_migrate.target_collections import create_target_collections
 from chroma_migrate.verify import pick_queries, query_jobs, query_sets_for, verify_databases
 from chroma_migrate.versions import ChromaVersion, get_version
 from chroma_migrate.worker_client import run_worker
@@ -184,6 +185,7 @@ def _recall_queries(state: MigrationState) -> tuple[dict[str, CollectionPlan], d
     dimensions = {name: state.info.collection(name).dimension for name in state.names}
     plans = plan_collections(Path(state.info.path), dimensions, state.request.batch_size)
     query_sets = query_sets_for(state.names, query_dir)
+    pick_queries(Path(state.info.path), plans, query_sets)
     return plans, query_sets
 
 
@@ -193,7 +195,6 @@ def _upgrade(state: MigrationState) -> dict[str, Any]:
     with state.phases.phase("upgrade: copy"):
         shutil.copytree(state.info.path, state.target_db)
     plans, query_sets = _recall_queries(state)
-    pick_queries(Path(state.info.path), plans, query_sets)
     with state.phases.phase("upgrade: open with target"):
         result = run_worker(state.target.version, "describe",
                             {"path": str(state.target_db), "queries": query_jobs(query_sets)})
@@ -207,10 +208,11 @@ def _upgrade(state: MigrationState) -> dict[str, Any]:
 
 def _rebuild(state: MigrationState) -> dict[str, Any]:
     """Export the source in id-range batches (natively in place, or with its chromadb on a copy),
-    load them into a fresh target database, which then answers the recall queries.
+    create the collections in a fresh target database with the source's ids and configuration,
+    load the batches, and let the target answer the recall queries.
 
-    The export also answers the source's side of the recall queries, so verification
-    reads the source batches back from the export files.
+    Verification then reads the source again, in place: never the export files, so a record
+    that changed between export and load cannot pass.
     """
     state.target_db.mkdir()
     source = Path(state.info.path)
@@ -220,13 +222,14 @@ def _rebuild(state: MigrationState) -> dict[str, Any]:
         source = state.source_copy
     plans, query_sets = _recall_queries(state)
     with state.phases.phase("rebuild: export", workers=state.request.workers, exporter=state.request.export_with):
-        plans = export_collections(state.info.reader_version, source, plans, state.stage / "export",
-                                   workers=state.request.workers, phases=state.phases, queries=query_sets,
-                                   export_with=state.request.export_with)
+        exported = export_collections(state.info.reader_version, source, plans, state.stage / "export",
+                                      workers=state.request.workers, phases=state.phases,
+                                      export_with=state.request.export_with)
     with state.phases.phase("rebuild: load"):
-        jobs = [{"collection": target_collection_spec(state.info.collection(name), state.target),
-                 "files": [str(f) for f in plans[name].files]} for name in state.names]
+        specs = [target_collection_spec(state.info.collection(name), state.target) for name in state.names]
+        create_target_collections(state.target.version, state.target_db, specs, state.info.databases)
+        jobs = [{"collection": spec, "files": [str(f) for f in exported[spec["name"]].files]} for spec in specs]
         result = run_worker(state.target.version, "load",
                             {"path": str(state.target_db), "jobs": jobs, "queries": query_jobs(query_sets)})
         state.phases.child_peak(result.peak_rss_bytes)
-    return _verify(state, plans, query_sets, target_nearest=result.data.get(NEAREST_KEY, {}))
+    return _verify(state, query_sets=query_sets, target_nearest=result.data.get(NEAREST_KEY, {}), plans=plans)

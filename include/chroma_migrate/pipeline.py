@@ -27,6 +27,7 @@ from chroma_migrate.probe import probe, refuse_forced_upgrade
 from chroma_migrate.report import render_verification
 from chroma_migrate.snapshots.manifest import MANIFEST_NAME
 from chroma_migrate.staging_space import cleaned_when_full
+from chroma_migrate.target_collections import create_target_collections
 from chroma_migrate.verify import verify_databases
 from chroma_migrate.versions import get_version
 from chroma_migrate.worker_client import run_worker
@@ -108,6 +109,7 @@ def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch
         "batch_size": batch_size, "batches": batches,
         # What each load creates in the target, decided once here instead of re-reading the source per batch.
         "target_specs": {c.name: target_collection_spec(c, target) for c in info.collections},
+        "databases": info.databases,
     }
     paths.root.mkdir(parents=True, exist_ok=True)
     temporary = paths.plan_file.with_suffix(".tmp")
@@ -188,10 +190,10 @@ def load_batch(paths: RunPaths, plan: dict[str, Any], batch: dict[str, Any], exp
             "the export of this batch is redone because its files no longer match.",
         )
     spec = plan["target_specs"][batch["collection"]]
-    paths.target.mkdir(parents=True, exist_ok=True)
     # No cleanup here: the new database holds the batches loaded before; a rerun upserts this one
     # again and verification proves the result.
     with cleaned_when_full(f"loading batch {batch['index']} into the new database", paths.root):
+        create_target_collections(plan["target_version"], paths.target, [spec], plan.get("databases", []))
         result = run_worker(plan["target_version"], "load", {
             "path": str(paths.target), "jobs": [{"collection": spec, "files": exported["files"]}], "mode": "upsert",
         })

@@ -99,7 +99,8 @@ def read_natively(info: DatabaseInfo) -> tuple[bool, str]:
 def probe(path: Path, target_version: str, *, work_dir: Path | None = None) -> ProbeResult:
     target = get_version(target_version)
     info = describe_database(path)
-    blocked = {c.name: "; ".join(unrepresentable(c, target)) for c in info.collections if unrepresentable(c, target)}
+    blocked = {c.name: "; ".join(problem for problem, _fix in found) for c in info.collections
+               if (found := unrepresentable(c, target))}
     if info.signature == target.signature:
         readable, detail = read_natively(info)
         strategy, reason = ("noop", f"already in chromadb {target.version}'s format; {detail}") if readable else (

@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from chroma_migrate import exchange
+from chroma_migrate import index_gate
 from chroma_migrate.batches import CollectionPlan, QuerySet, export_collections, plan_collections, process_pool
+from chroma_migrate.collection_spec import schema_customisations
 from chroma_migrate.compare import (
     RangeShare,
     compare_exported_files,
@@ -33,7 +34,6 @@ from chroma_migrate.compare import (
     merge_shares,
 )
 from chroma_migrate.errors import MigrationError
-from chroma_migrate.exchange import RecordBatch
 from chroma_migrate.inspection import CollectionInfo, DatabaseInfo, describe_database
 from chroma_migrate.native import open_database
 from chroma_migrate.native.nearest import nearest_ids
@@ -44,8 +44,8 @@ from chroma_migrate.worker_client import run_worker
 READERS = ("native", "runtime")
 __all__ = ["exact_neighbours", "recall_tolerance", "verify_databases"]
 
-RECALL_QUERIES = 32
-RECALL_K = 10
+RECALL_QUERIES = index_gate.RECALL_QUERIES
+RECALL_K = index_gate.RECALL_K
 RECALL_SLACK = 0.05
 # Two independently built HNSW graphs differ by chance; at 0.x's default search ef 10 on
 # hard data recall sits near 0.5 and one estimate from 32 × 10 neighbours varies by about
@@ -55,8 +55,8 @@ RECALL_SIGMAS = 3.0
 
 
 def query_sets_for(names: list[str], scratch: Path) -> dict[str, QuerySet]:
-    """Where each collection's recall queries go; the source export picks them from its data."""
-    return {name: QuerySet(scratch / f"queries-{zlib.crc32(name.encode()):08x}.npy", RECALL_K, RECALL_QUERIES)
+    """Where each collection's queries go; `pick_queries` draws them from the source's every batch."""
+    return {name: QuerySet(scratch / f"queries-{zlib.crc32(name.encode()):08x}.npy", RECALL_K)
             for name in names}
 
 
@@ -75,83 +75,134 @@ def recall_tolerance(recall: float, samples: int) -> float:
     return max(RECALL_SLACK, RECALL_SIGMAS * spread)
 
 
-def _recall(hits: list[list[str]] | None, truth: list[set[str]], k: int) -> float:
-    if not hits:
-        return 0.0
-    return float(np.mean([len(set(h) & t) / k for h, t in zip(hits, truth, strict=True)]))
+def _same_typed(a: Any, b: Any) -> bool:
+    """Equal with the same types all the way down: True is not 1, 1 is not 1.0."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_typed(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same_typed(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
 
 
 def _settings_problems(source: CollectionInfo, target: CollectionInfo) -> tuple[list[str], list[str]]:
-    """Problems and notes. User metadata must match exactly, and so must every `hnsw:*` key
-    the source set; the target may carry extra `hnsw:*` keys (a 1.x setting moved into a
-    0.x target can only live there).
+    """Problems and notes. The collection id, the user metadata (with its types), every `hnsw:*`
+    key the source set, the index settings, the embedding function, spann settings and the 1.3+
+    schema's index choices must match; the target may carry extra `hnsw:*` keys (a 1.x setting
+    moved into a 0.x target can only live there).
 
     One difference is a note, not a problem: a search ef the source never set is 0.x's
     default 10, and chromadb 1.x's own upgrade gives such a collection its default 100.
     """
     problems, notes = [], []
+    if source.id != target.id:
+        problems.append(f"collection id differs: source {source.id}, target {target.id}")
     source_meta, target_meta = source.metadata or {}, target.metadata or {}
     user = {k: v for k, v in source_meta.items() if not k.startswith("hnsw:")}
     target_user = {k: v for k, v in target_meta.items() if not k.startswith("hnsw:")}
-    if user != target_user:
+    if not _same_typed(user, target_user):
         problems.append(f"collection metadata differs: source {user}, target {target_user}")
     for key, value in source_meta.items():
-        if key.startswith("hnsw:") and (key not in target_meta or type(target_meta[key]) is not type(value)
-                                        or target_meta[key] != value):
+        if key.startswith("hnsw:") and (key not in target_meta or not _same_typed(target_meta[key], value)):
             problems.append(f"collection metadata {key} differs: source {value!r}, target {target_meta.get(key)!r}")
     for name, value in source.index.items():
         got = target.index.get(name)
-        if got == value:
+        if _same_typed(got, value) or (isinstance(got, int | float) and isinstance(value, int | float)
+                                       and not isinstance(got, bool) and got == value):
             continue
         if name == "search_ef" and "hnsw:search_ef" not in source_meta and not source.configuration:
             notes.append(f"search_ef {value} (0.x default, never set) became {got} (chromadb 1.x default)")
         else:
             problems.append(f"index setting {name} differs: source {value!r}, target {got!r}")
+    for part in ("embedding_function", "spann"):
+        if not _same_typed(getattr(source, part), getattr(target, part)):
+            problems.append(f"{part.replace('_', ' ')} differs: source {getattr(source, part)!r}, "
+                            f"target {getattr(target, part)!r}")
+    if source.schema is not None and target.schema is not None:
+        chosen, kept = schema_customisations(source.schema), schema_customisations(target.schema)
+        if chosen != kept:
+            problems.append(f"schema index choices differ: source {chosen or 'defaults'}, target {kept or 'defaults'}")
     return problems, notes
 
 
 def collection_verdict(source: CollectionInfo, target: CollectionInfo, share: RangeShare, source_count: int,
                        source_nearest: Callable[[], list[list[str]] | None],
-                       target_nearest: Callable[[], list[list[str]] | None]) -> dict[str, Any]:
-    """Records (the merged comparison), settings and recall of one collection: its report and problems.
+                       target_nearest: Callable[[], list[list[str]] | None], target_db: Path,
+                       queries_file: Path | None) -> dict[str, Any]:
+    """Records (the merged comparison), settings and the index gate of one collection: its report
+    and problems. Recall is reported beside the gate (see index_gate.py), never a verdict.
 
     The nearest-neighbour answers are asked for last, so they may still be on their way.
     """
     comparison = share.comparison
-    recall: dict[str, Any] = {"queries": 0, "passed": True}
+    recall: dict[str, Any] = {"queries": 0}
+    problems, notes = _settings_problems(source, target)
     if share.best is not None and source_count:
         k = min(RECALL_K, source_count)
         truth = [{record_id for _, record_id in candidates[:k]} for candidates in share.best]
-        source_recall, target_recall = (_recall(source_nearest(), truth, k), _recall(target_nearest(), truth, k))
+        answered = target_nearest()
+        source_recall, target_recall = index_gate.recall(source_nearest(), truth, k), index_gate.recall(
+            answered, truth, k)
         allowed = recall_tolerance(source_recall, len(truth) * k)
+        found = index_gate.self_retrieval(str(source.index.get("space", "l2")), share.best, answered, target_db,
+                                          source.name, queries_file, k)
         recall = {"queries": len(truth), "k": k, "source_recall": round(source_recall, 4),
                   "target_recall": round(target_recall, 4), "allowed_drop": round(allowed, 4),
-                  "passed": target_recall >= source_recall - allowed}
-    problems, notes = _settings_problems(source, target)
+                  "self_retrieval": found.to_dict()}
+        if target_recall < source_recall - allowed:
+            notes.append(f"recall@{k} at the collection's search ef is {target_recall:.3f} in the target and "
+                         f"{source_recall:.3f} walking the source's graph: a property of the index parameters "
+                         "(every stored vector sampled was still found)")
+        if problem := index_gate.self_retrieval_problem(found, share.best):
+            problems.append(problem)
     if comparison.source.count != source_count:
         problems.append(f"source read holds {comparison.source.count} records, its count is {source_count}")
     if not comparison.records_match:
         problems.append(f"records differ: {comparison.missing} missing, {comparison.extra} extra, "
                         f"{comparison.different} with different content")
-    if not recall["passed"]:
-        problems.append(f"nearest-neighbour recall fell from {recall['source_recall']} to {recall['target_recall']}")
+    elif not comparison.equivalent and (comparison.source.hex, comparison.source.count) != (
+            comparison.target.hex, comparison.target.count):
+        # Each side hashed its own bytes; with no tolerated difference they must agree.
+        problems.append(f"content digests differ: source {comparison.source.hex} ({comparison.source.count} "
+                        f"records), target {comparison.target.hex} ({comparison.target.count} records)")
     return {"collection": source.name, "passed": not problems, "problems": problems, "notes": notes,
             "records": comparison.to_dict(), "index": {"source": source.index, "target": target.index},
             "recall": recall}
 
 
+def _database_problems(source: DatabaseInfo, target: DatabaseInfo) -> list[str]:
+    """Every tenant and database of the source (empty ones too) is in the target with its id."""
+    def keyed(info: DatabaseInfo) -> dict[tuple[str, str], str]:
+        return {(d["tenant"], d["name"]): d["id"] for d in info.databases}
+
+    problems = [f"tenant {t!r}: missing in the target" for t in source.tenants if t not in target.tenants]
+    theirs = keyed(target)
+    for (tenant, name), database_id in keyed(source).items():
+        if (tenant, name) not in theirs:
+            problems.append(f"database {tenant}/{name}: missing in the target")
+        elif database_id and theirs[(tenant, name)] != database_id:
+            problems.append(f"database {tenant}/{name}: id differs: source {database_id}, target "
+                            f"{theirs[(tenant, name)]}")
+    return problems
+
+
 def pick_queries(db: Path, plans: dict[str, CollectionPlan], query_sets: dict[str, QuerySet]) -> None:
-    """Save each collection's recall queries, taken natively from its first source batch, unless already there."""
+    """Save each collection's queries, stored source vectors drawn evenly from every batch (only those
+    records' vectors are read), unless already there."""
     with open_database(db) as native:
         for name, query in query_sets.items():
             if query.file.is_file() or name not in plans:
                 continue
-            first, collection = plans[name].batches[0], native.collection(name)
-            # Only the vectors are needed: read as stored, without decoding metadata, unless the log changes them.
-            stored = collection.stored_range(first.low, first.high)
-            records = (RecordBatch(stored.ids, stored.vectors, [], [], []) if stored is not None
-                       else collection.read_range(first.low, first.high))
-            np.save(query.file, exchange.pick_query_vectors(records, query.pick or RECALL_QUERIES))
+            collection, batches = native.collection(name), plans[name].batches
+            wanted = query.pick or RECALL_QUERIES
+            shares = [0] * len(batches)
+            for position in np.linspace(0, len(batches) - 1, num=wanted).astype(int) if batches else []:
+                shares[position] += 1
+            picked = [collection.sample_vectors(batch.low, batch.high, count)
+                      for batch, count in zip(batches, shares, strict=True) if count]
+            dimension = int(collection.dimension or 0)
+            np.save(query.file, np.concatenate(picked) if picked else np.zeros((0, dimension), np.float32))
 
 
 def query_jobs(query_sets: dict[str, QuerySet]) -> list[dict[str, Any]]:
@@ -189,6 +240,8 @@ def verify_databases(source_db: Path, target_db: Path, *, source_version: str | 
     sources = {name: source_info.collection(name) for name in names}
     target_names = {c.name for c in target_info.collections}
     problems = [f"{name}: missing in the target" for name in names if name not in target_names]
+    if not collections:
+        problems += _database_problems(source_info, target_info)
     if not collections:
         problems += [f"{name}: in the target but not in the source" for name in sorted(target_names - set(names))]
     present = [name for name in names if name in target_names]
@@ -255,9 +308,11 @@ def _compare_native(sources: dict[str, CollectionInfo], target_info: Any, presen
         share = merge_shares(by_name[name], RECALL_K)
         share.source_count, share.nearest = source_answers[name]
         source_nearest = plans[name].nearest if plans[name].nearest is not None else share.nearest
+        query = query_sets.get(name)
         results.append(collection_verdict(sources[name], target_info.collection(name), share,
                                           share.source_count or 0, lambda n=source_nearest: n,
-                                          lambda n=name: answered.get(n)))
+                                          lambda n=name: answered.get(n), target_db,
+                                          query.file if query and query.file.is_file() else None))
     return results
 
 
@@ -301,6 +356,7 @@ def _compare_runtime(sources: dict[str, CollectionInfo], target_info: Any, prese
                      target_version: str, query_sets: dict[str, QuerySet], export_source: bool, workers: int,
                      phases: PhaseLog, scratch: Path) -> list[dict[str, Any]]:
     """Each side exported by its own chromadb (both opened by chromadb: the caller passes copies)."""
+    pick_queries(source_db, plans, {name: query_sets[name] for name in present if name in query_sets})
     with ThreadPoolExecutor(max_workers=2) as pool:
         # Both sides at once. When the source picks the queries during this export, the
         # target answers them afterwards; otherwise its export answers them too.
@@ -327,5 +383,6 @@ def _compare_runtime(sources: dict[str, CollectionInfo], target_info: Any, prese
                 return asked.result().get(name) if asked else target_plan.nearest
 
             results.append(collection_verdict(sources[name], target_info.collection(name), share, source_plan.count,
-                                              lambda p=source_plan: p.nearest, target_answers))
+                                              lambda p=source_plan: p.nearest, target_answers, target_db,
+                                              query.file if query and query.file.is_file() else None))
     return results

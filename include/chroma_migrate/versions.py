@@ -52,6 +52,31 @@ class ChromaVersion:
         return self.key >= (1, 0, 0)
 
     @property
+    def stores_bool_collection_metadata(self) -> bool:
+        """0.4's `collection_metadata` has no bool_value column (sysdb migration 6 adds it): a bool
+        written there comes back as an int."""
+        return self.signature.get("sysdb", 0) >= 6
+
+    @property
+    def stores_schema(self) -> bool:
+        """1.3+ keep a collection's configuration in `collections.schema_str` (sysdb migration 10)."""
+        return self.signature.get("sysdb", 0) >= 10
+
+    @property
+    def stores_embedding_function(self) -> bool:
+        """Only 1.x configurations name an embedding function; 0.x stores none."""
+        return self.is_rust_core
+
+    @property
+    def configurable_index_settings(self) -> frozenset[str]:
+        """Index settings this version keeps in a collection's configuration (none before 1.x, where
+        they live in `hnsw:*` metadata); measured on what each version stores."""
+        if not self.is_rust_core:
+            return frozenset()
+        settings = {"space", "M", "construction_ef", "search_ef", "resize_factor", "sync_threshold"}
+        return frozenset(settings | {"batch_size"} if self.stores_schema else settings)
+
+    @property
     def family(self) -> str:
         return f"{self.key[0]}.{self.key[1]}"
 

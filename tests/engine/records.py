@@ -28,13 +28,26 @@ def _same_metadata(a: dict | None, b: dict | None) -> bool:
     return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
 
 
-def assert_same_records(source: dict[str, Any], target: dict[str, Any], spaces: dict[str, str]) -> None:
+def embedding_function(dump: dict[str, Any]) -> dict[str, Any] | None:
+    """The embedding function a dumped collection's configuration names; None for none or 1.x's legacy."""
+    named = (dump.get("configuration") or {}).get("embedding_function")
+    return None if not named or named.get("type") == "legacy" else named
+
+
+def assert_same_records(source: dict[str, Any], target: dict[str, Any], spaces: dict[str, str], *,
+                        same_ids: bool = True) -> None:
+    """Dumps are keyed by qualified name (`tenant/database/name` outside the defaults), so the
+    tenants and databases of every collection are compared too; collection ids unless the
+    expectation comes from another database (`same_ids=False`)."""
     assert sorted(source) == sorted(target), "collection names differ"
     for name, expected in source.items():
         got = target[name]
+        if same_ids:
+            assert expected.get("id") == got.get("id"), f"{name}: collection id {expected.get('id')} != {got.get('id')}"
+        assert embedding_function(expected) == embedding_function(got), f"{name}: embedding function"
         user = {k: v for k, v in (expected["metadata"] or {}).items() if not k.startswith("hnsw:")}
         got_user = {k: v for k, v in (got["metadata"] or {}).items() if not k.startswith("hnsw:")}
-        assert user == got_user, f"{name}: collection metadata"
+        assert _same_metadata(user or None, got_user or None), f"{name}: collection metadata {user} != {got_user}"
         assert set(expected["records"]) == set(got["records"]), f"{name}: id sets differ"
         for record_id, record in expected["records"].items():
             other = got["records"][record_id]

@@ -23,7 +23,8 @@ def test_inspect_reports_the_database_and_leaves_it_byte_identical(copy_of, vers
     assert set(collections) == {"words", "lines", "scores_ip", "log_only", "empty_collection", "words_1536"}
     words = collections["words"]
     assert words["index"] == {"space": "cosine", "M": 24, "construction_ef": 120, "search_ef": 10 if
-                              version.startswith("0.") else 100}
+                              version.startswith("0.") else 100, "resize_factor": 1.2, "batch_size": 50,
+                              "sync_threshold": 200}
     assert words["metadata"]["owner"] == "receipts"
     assert collections["scores_ip"]["index"]["space"] == "ip"
     assert collections["scores_ip"]["index"]["search_ef"] == 50

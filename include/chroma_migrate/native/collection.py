@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from chroma_migrate import dbfile
-from chroma_migrate.exchange import RecordBatch, empty_batch
+from chroma_migrate.exchange import RecordBatch, empty_batch, pick_query_vectors
 from chroma_migrate.native.errors import CorruptDatabaseError
 from chroma_migrate.native.formats import DatabaseFormat
 from chroma_migrate.native.replay import RecordChanges, apply_record_changes, plan_record_changes
@@ -47,7 +47,11 @@ from chroma_migrate.native.write_log import entries_above, fetch_metadata
 
 @dataclass
 class NativeCollectionInfo:
-    """What inspect reports about a collection (the engine's `inspection.CollectionInfo`)."""
+    """What inspect reports about a collection (the engine's `inspection.CollectionInfo`).
+
+    `name` is the qualified name (`tenant/database/name` outside the default tenant and
+    database); `collection_name` is what chromadb calls it inside its database.
+    """
 
     name: str
     id: str
@@ -57,6 +61,12 @@ class NativeCollectionInfo:
     metadata: dict[str, Any] | None
     configuration: dict[str, Any] | None
     list_metadata_keys: dict[str, int] = field(default_factory=dict)
+    tenant: str = dbfile.DEFAULT_TENANT
+    database: str = dbfile.DEFAULT_DATABASE
+    collection_name: str = ""
+    embedding_function: dict[str, Any] | None = None
+    spann: dict[str, Any] | None = None
+    schema: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,7 +131,11 @@ class NativeCollection:
         return NativeCollectionInfo(
             name=self.name, id=self.id, records=self.count, dimension=self.dimension, index=self.index,
             metadata=self.metadata, configuration=self.facts.config_json if self._format.is_rust_core else None,
-            list_metadata_keys=self.facts.list_metadata_keys)
+            list_metadata_keys=self.facts.list_metadata_keys, tenant=self.facts.tenant, database=self.facts.database,
+            collection_name=self.facts.bare_name or self.name,
+            embedding_function=dbfile.embedding_function_of(self.facts) if self._format.is_rust_core else None,
+            spann=dbfile.spann_of(self.facts) if self._format.is_rust_core else None,
+            schema=self.facts.schema_json)
 
     def ids(self) -> Iterator[str]:
         """Every id after the log is applied, in order, streamed."""
@@ -162,6 +176,20 @@ class NativeCollection:
         vectors = (np.ascontiguousarray(self.vectors.vectors_for(ids), dtype="<f4") if ids
                    else np.zeros((0, int(self.dimension or 0)), dtype=np.float32))
         return StoredRange(segment, ids, vectors)
+
+    def sample_vectors(self, low: str | None, high: str | None, count: int) -> np.ndarray:
+        """Vectors of `count` evenly spaced records of the range, exactly as get() returns them;
+        only those records' vectors are read (unless the write log changes the range)."""
+        segment = self.facts.metadata_segment
+        if not segment or count <= 0:
+            return np.zeros((0, int(self.dimension or 0)), dtype=np.float32)
+        if any(_in_range(i, low, high) for i in self.changes.entries):
+            return pick_query_vectors(self.read_range(low, high), count)
+        ids = stored_ids_between(self._sql, segment, low, high)
+        if not ids:
+            return np.zeros((0, int(self.dimension or 0)), dtype=np.float32)
+        rows = sorted({int(r) for r in np.linspace(0, len(ids) - 1, num=min(count, len(ids)))})
+        return np.ascontiguousarray(self.vectors.vectors_for([ids[r] for r in rows]), dtype=np.float32)
 
     def _apply_log(self, records: dict[str, dict[str, Any]], low: str | None, high: str | None) -> None:
         touched = [i for i in self.changes.entries if _in_range(i, low, high)]

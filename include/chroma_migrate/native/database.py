@@ -42,6 +42,8 @@ class NativeDatabase:
                 facts = dbfile.collections(self.sql.conn)
             except sqlite3.DatabaseError as exc:
                 raise CorruptDatabaseError("sqlite_corrupt", self.sql.path, f"cannot be read ({exc})") from exc
+            for item in facts:
+                _check_collection_home(item, self.sql.path)
             self._collections = {item.name: NativeCollection(self.sql, self.path, self.format, item, watermarks,
                                                              segment_metadata) for item in facts}
         except BaseException:
@@ -79,6 +81,21 @@ class NativeDatabase:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _check_collection_home(item: dbfile.CollectionFacts, sqlite_path: Path) -> None:
+    """Every collection must sit in a database of a tenant, under names the engine can qualify."""
+    if not item.tenant or not item.database:
+        raise CorruptDatabaseError(
+            "orphan_collection", sqlite_path,
+            f"collection {item.bare_name!r} (id {item.id}) belongs to no database in the `databases` table",
+            "Restore the database from a backup; chromadb itself cannot open that collection either.")
+    if "/" in item.tenant or "/" in item.database:
+        raise NativeReadError(
+            "unsupported_name", sqlite_path,
+            f"tenant {item.tenant!r} / database {item.database!r} holds a '/', which the engine uses to write "
+            f"qualified collection names (tenant/database/name)",
+            "Rename the tenant or database in the source with chromadb, or ask for support of such names.")
 
 
 def open_database(path: Path | str) -> NativeDatabase:

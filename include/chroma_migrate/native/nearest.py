@@ -10,8 +10,10 @@ from chroma_migrate.native.hnsw_search import GraphSearcher, distances, normalis
 MAX_OVERQUERY = 1000  # stale graph entries (deleted or replaced through the log) asked for on top of k
 
 
-def nearest_ids(collection: NativeCollection, queries: np.ndarray, k: int) -> list[list[str]]:
-    """For each query, the ids of up to k nearest records as the collection's index would answer."""
+def nearest_ids(collection: NativeCollection, queries: np.ndarray, k: int, ef: int | None = None,
+                ) -> list[list[str]]:
+    """For each query, the ids of up to k nearest records as the collection's index would answer
+    (at its own search ef, or the `ef` given)."""
     if not len(queries) or collection.count == 0:
         return [[] for _ in range(len(queries))]
     segment = collection.vectors
@@ -23,7 +25,7 @@ def nearest_ids(collection: NativeCollection, queries: np.ndarray, k: int) -> li
     log_vectors = segment.vectors_for(log_ids) if log_ids else np.zeros((0, segment.spec.dimension), np.float32)
     if collection.space == "cosine" and len(log_vectors):
         log_vectors = np.stack([normalised(v) for v in log_vectors])
-    ef = int(collection.index.get("search_ef") or 10)
+    ef = ef or int(collection.index.get("search_ef") or 10)
     answers = []
     for query in np.asarray(queries, dtype=np.float32):
         hits: list[tuple[float, str]] = []

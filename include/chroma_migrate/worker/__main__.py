@@ -33,7 +33,7 @@ def die_with_parent() -> None:
 
 
 def _operations():
-    from chroma_migrate.worker import read_ops, write_ops
+    from chroma_migrate.worker import read_ops, text_ops, write_ops
 
     return {
         "facts": read_ops.facts,
@@ -42,8 +42,10 @@ def _operations():
         "query": read_ops.query,
         "dump": read_ops.dump,
         "load": write_ops.load,
+        "create_collections": write_ops.create_collections,
         "delete_collections": write_ops.delete_collections,
         "build_fixture": write_ops.build_fixture,
+        "text_queries": text_ops.text_queries,
     }
 
 

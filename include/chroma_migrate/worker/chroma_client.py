@@ -1,20 +1,70 @@
-"""Opening databases and collections the same way in every chromadb version."""
+"""Opening databases and collections the same way in every chromadb version.
+
+A persistent directory may hold several tenants and databases; a chromadb client serves
+one of them, so `Clients` keeps one per (tenant, database) and resolves the engine's
+qualified collection names (`name`, or `tenant/database/name`) to collection handles.
+"""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import chromadb
 from chromadb.config import Settings
+
+from chroma_migrate import dbfile
 
 VERSION = tuple(int(p) for p in chromadb.__version__.split(".")[:3])
 IS_RUST_CORE = VERSION >= (1, 0, 0)
 INCLUDE_ALL = ["embeddings", "documents", "metadatas", "uris"]
 
 
-def open_client(path: str):
-    return chromadb.PersistentClient(path=path, settings=Settings(anonymized_telemetry=False))
+def open_client(path: str, tenant: str = dbfile.DEFAULT_TENANT, database: str = dbfile.DEFAULT_DATABASE):
+    return chromadb.PersistentClient(path=path, settings=Settings(anonymized_telemetry=False),
+                                     tenant=tenant, database=database)
+
+
+class Clients:
+    """The clients of one persistent directory, one per (tenant, database), opened on first use.
+
+    The default client opens first, so a newer schema is migrated before anything is read.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.default = open_client(path)
+        self._open = {(dbfile.DEFAULT_TENANT, dbfile.DEFAULT_DATABASE): self.default}
+
+    def for_database(self, tenant: str, database: str):
+        key = (tenant, database)
+        if key not in self._open:
+            self._open[key] = open_client(self.path, tenant, database)
+        return self._open[key]
+
+    def qualified_names(self) -> list[str]:
+        """Every collection of every tenant and database, read from the file itself."""
+        with dbfile.open_readonly(Path(self.path)) as conn:
+            return [item.name for item in dbfile.collections(conn)]
+
+    def collection(self, qualified: str):
+        tenant, database, name = dbfile.split_qualified(qualified)
+        return get_collection(self.for_database(tenant, database), name)
+
+    def ensure_database(self, tenant: str, database: str) -> None:
+        """Create the tenant and database where they are missing (AdminClient, every version)."""
+        from chromadb.api.client import AdminClient
+
+        admin = AdminClient.from_system(self.default._system)
+        try:
+            admin.get_tenant(tenant)
+        except Exception:  # each version raises its own "not found" type
+            admin.create_tenant(tenant)
+        try:
+            admin.get_database(database, tenant=tenant)
+        except Exception:
+            admin.create_database(database, tenant=tenant)
 
 
 def get_collection(client, name: str):

@@ -83,3 +83,9 @@ def operations(spec: dict[str, Any], seed: int) -> Iterator[dict[str, Any]]:
             yield {"op": "add", **_records(spec, start, min(body, start + WRITE_BATCH), rng)}
     if tail:
         yield {"op": "add", **_records(spec, body, total, rng, salt=" (tail)")}
+    if spec.get("duplicates"):  # pairs of records with bit-identical vectors under different ids
+        originals = _records(spec, total, total + spec["duplicates"], rng, salt=" (original)")
+        twins = {key: list(value) for key, value in originals.items() if key != "embeddings"}
+        twins["ids"] = [f"{record_id}#TWIN" for record_id in originals["ids"]]
+        yield {"op": "add", **originals}
+        yield {"op": "add", **twins, "embeddings": originals["embeddings"].copy()}

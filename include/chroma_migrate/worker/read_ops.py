@@ -17,8 +17,8 @@ from chroma_migrate import dbfile, exchange
 from chroma_migrate.worker.chroma_client import (
     INCLUDE_ALL,
     VERSION,
+    Clients,
     collection_configuration,
-    get_collection,
     max_batch_size,
     open_client,
     plain_metadata,
@@ -39,29 +39,25 @@ def facts() -> dict[str, Any]:
     return {"version": ".".join(map(str, VERSION)), "signature": signature, "max_batch_size": batch}
 
 
-def _collection_names(client) -> list[str]:
-    # 0.6+ returns names, older versions and 1.x return Collection objects.
-    return sorted(item if isinstance(item, str) else item.name for item in client.list_collections())
-
-
 def describe(path: str, queries: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Open (1.x and newer schemas: migrate) the database and say what it holds; answer recall
     queries while the index is loaded, so a verified upgrade needs no second process."""
-    client = open_client(path)
+    clients = Clients(path)
     described = []
-    for name in _collection_names(client):
-        collection = get_collection(client, name)
+    for name in clients.qualified_names():
+        collection = clients.collection(name)
         first = collection.get(limit=1, include=["embeddings"])
         embeddings = first.get("embeddings")
         dimension = len(embeddings[0]) if embeddings is not None and len(embeddings) else None
         described.append({
             "name": name,
+            "id": str(collection.id),
             "count": collection.count(),
             "dimension": dimension,
             "metadata": plain_metadata(collection.metadata),
             "configuration": collection_configuration(collection),
         })
-    answers = answer_queries(client, queries) if queries else {}
+    answers = answer_queries(clients, queries) if queries else {}
     return {"version": ".".join(map(str, VERSION)), "collections": described, "nearest": answers}
 
 
@@ -126,12 +122,12 @@ def export(path: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
     can check that the batches, cut from the metadata segment, cover every record. A job
     with `pick_queries` saves query vectors taken from its batch 0 before answering them.
     """
-    client = open_client(path)
+    clients = Clients(path)
     segments = _metadata_segments(path)
     answers: dict[str, dict[str, Any]] = {}
     for job in jobs:
         name = job["collection"]
-        handle = get_collection(client, name)
+        handle = clients.collection(name)
         answer = answers[name] = {"count": handle.count(), "batches": []}
         for batch in job["batches"]:
             with dbfile.open_readonly(Path(path)) as conn:
@@ -148,31 +144,33 @@ def export(path: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
     return answers
 
 
-def answer_queries(client, jobs: list[dict[str, Any]]) -> dict[str, list[list[str]]]:
+def answer_queries(clients: Clients, jobs: list[dict[str, Any]]) -> dict[str, list[list[str]]]:
     """Per job (collection, queries_file, k): nearest-neighbour ids through the version's own index."""
     answers = {}
     for job in jobs:
-        handle = get_collection(client, job["collection"])
+        handle = clients.collection(job["collection"])
         answers[job["collection"]] = _nearest(handle, job["queries_file"], job["k"], handle.count())
     return answers
 
 
 def query(path: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
     """Nearest-neighbour ids through the version's own index, for the recall check."""
-    return answer_queries(open_client(path), jobs)
+    return answer_queries(Clients(path), jobs)
 
 
 def dump(path: str, out_file: str) -> dict[str, Any]:
     """Everything get() returns, as plain JSON: the independent oracle the tests compare with."""
-    client = open_client(path)
+    clients = Clients(path)
     collections = {}
-    for name in _collection_names(client):
-        handle = get_collection(client, name)
+    for name in clients.qualified_names():
+        handle = clients.collection(name)
         result = handle.get(include=INCLUDE_ALL)
         uris = result.get("uris") or [None] * len(result["ids"])
         embeddings = result.get("embeddings")
         collections[name] = {
+            "id": str(handle.id),
             "metadata": plain_metadata(handle.metadata),
+            "configuration": collection_configuration(handle),
             "records": {
                 record_id: {
                     "embedding": np.asarray(embeddings[i], dtype=np.float32).tolist(),

@@ -7,14 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from chroma_migrate import exchange
+from chroma_migrate import dbfile, exchange
 from chroma_migrate.worker import fixture_data, read_ops
 from chroma_migrate.worker.chroma_client import (
     IS_RUST_CORE,
     VERSION,
-    get_collection,
+    Clients,
     max_batch_size,
-    open_client,
 )
 
 # chromadb 0.4.x cannot read back its own files after a delete and re-add of the same id
@@ -24,14 +23,28 @@ READD_WORKS = VERSION >= (0, 5, 0)
 NEAREST_KEY = "__nearest__"
 
 
-def _get_or_create(client, name: str, metadata: dict[str, Any] | None, configuration: dict[str, Any] | None):
-    try:
-        return get_collection(client, name)
-    except Exception:  # each version raises its own "does not exist" type
-        kwargs: dict[str, Any] = {"metadata": metadata or None, "embedding_function": None}
-        if IS_RUST_CORE and configuration:
-            kwargs["configuration"] = configuration
-        return client.create_collection(name, **kwargs)
+def _create(clients: Clients, spec: dict[str, Any], embedding_function: Any = None):
+    """Create one collection (its tenant and database first) with the spec's metadata and configuration."""
+    tenant, database = spec.get("tenant", dbfile.DEFAULT_TENANT), spec.get("database", dbfile.DEFAULT_DATABASE)
+    clients.ensure_database(tenant, database)
+    kwargs: dict[str, Any] = {"metadata": spec.get("metadata") or None, "embedding_function": embedding_function}
+    if IS_RUST_CORE and spec.get("configuration"):
+        kwargs["configuration"] = spec["configuration"]
+    name = spec.get("collection_name") or dbfile.split_qualified(spec["name"])[2]
+    return clients.for_database(tenant, database).create_collection(name, **kwargs)
+
+
+def create_collections(path: str, specs: list[dict[str, Any]],
+                       databases: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """Create the tenants and databases (empty ones too) and the collections a rebuild loads into;
+    the engine then gives them the source's ids and configuration in SQLite, before any record
+    is written (so this process must end first)."""
+    clients = Clients(path)
+    for database in databases or []:
+        clients.ensure_database(database["tenant"], database["name"])
+    existing = set(clients.qualified_names())
+    created = {spec["name"]: str(_create(clients, spec).id) for spec in specs if spec["name"] not in existing}
+    return {"created": created}
 
 
 def _write(handle, records: exchange.RecordBatch, mode: str, limit: int) -> None:
@@ -56,12 +69,12 @@ def load(path: str, jobs: list[dict[str, Any]], mode: str = "add",
          queries: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Per job: create the collection if needed and write its exchange files in order; then answer
     the recall `queries` with the index just built (the target side of verification)."""
-    client = open_client(path)
-    limit = max_batch_size(client)
+    clients = Clients(path)
+    limit = max_batch_size(clients.default)
     loaded = {}
     for job in jobs:
         spec = job["collection"]
-        handle = _get_or_create(client, spec["name"], spec.get("metadata"), spec.get("configuration"))
+        handle = clients.collection(spec["name"])  # create_collections made it, with the source's id
         written = 0
         for file in job["files"]:
             records = exchange.read_batch(Path(file))
@@ -69,30 +82,53 @@ def load(path: str, jobs: list[dict[str, Any]], mode: str = "add",
             written += len(records)
         loaded[spec["name"]] = {"written": written, "count": handle.count()}
     if queries:  # chromadb collection names start with a letter or digit, so this key cannot clash
-        loaded[NEAREST_KEY] = read_ops.answer_queries(client, queries)
+        loaded[NEAREST_KEY] = read_ops.answer_queries(clients, queries)
     return loaded
 
 
 def delete_collections(path: str, names: list[str]) -> dict[str, Any]:
-    client = open_client(path)
-    for name in names:
-        client.delete_collection(name)
+    clients = Clients(path)
+    for qualified in names:
+        tenant, database, name = dbfile.split_qualified(qualified)
+        clients.for_database(tenant, database).delete_collection(name)
     return {"deleted": names}
 
 
 def build_fixture(path: str, spec: dict[str, Any]) -> dict[str, Any]:
     """Write a receipt-like database the way production does: adds, upserts, deletes, a tail."""
-    client = open_client(path)
+    clients = Clients(path)
+    for database in spec.get("databases", []):  # databases of their own, possibly left empty
+        clients.ensure_database(database["tenant"], database["name"])
     built = {}
     for collection_spec in spec["collections"]:
         collection_spec = {"readd": READD_WORKS, **collection_spec}
-        handle = client.create_collection(
-            collection_spec["name"], metadata=collection_spec.get("metadata"), embedding_function=None
-        )
+        if not IS_RUST_CORE:
+            collection_spec.pop("configuration", None)
+        handle = _create(clients, collection_spec, _fixture_embedding_function(collection_spec))
         for step in fixture_data.operations(collection_spec, spec.get("seed", 0)):
             _apply(handle, step)
-        built[collection_spec["name"]] = handle.count()
+        qualified = dbfile.qualified_name(collection_spec.get("tenant", dbfile.DEFAULT_TENANT),
+                                          collection_spec.get("database", dbfile.DEFAULT_DATABASE),
+                                          collection_spec["name"])
+        built[qualified] = handle.count()
+        if collection_spec.get("drop"):  # created, written, then deleted: its files may stay behind
+            clients.for_database(*dbfile.split_qualified(qualified)[:2]).delete_collection(collection_spec["name"])
+            built.pop(qualified)
     return {"collections": built}
+
+
+def _fixture_embedding_function(spec: dict[str, Any]) -> Any:
+    """A named embedding function for a 1.x fixture collection; it is never called (records carry
+    their embeddings), only recorded in the collection's configuration."""
+    wanted = spec.get("embedding_function")
+    if not wanted or not IS_RUST_CORE:
+        return None
+    import os
+
+    from chromadb.utils.embedding_functions import HuggingFaceEmbeddingFunction
+
+    os.environ.setdefault(wanted["api_key_env_var"], "not-a-real-key")
+    return HuggingFaceEmbeddingFunction(api_key_env_var=wanted["api_key_env_var"], model_name=wanted["model_name"])
 
 
 def _apply(handle, step: dict[str, Any]) -> None:

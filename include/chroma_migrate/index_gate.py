@@ -1,0 +1,95 @@
+"""Whether the target's vector index serves every record: checks that do not depend on chance.
+
+Recall@k at a collection's own search ef is a property of its index parameters and of
+chance in how a graph was built (chromadb 0.4.24's own `query()` gives ~0.85 on hard data
+at ef 10, a fresh 1.5.9 build of the same records ~0.87), so it is measured and reported,
+never a verdict. What decides:
+- **self-retrieval**: every sampled query is a stored source vector (drawn from every batch),
+  so its own record, or a record with a bit-identical vector, must be among the target's
+  answers. A miss in the target's own answers is looked up again by walking the target's
+  graph natively with a wide ef; only a vector neither finds is a problem.
+- **index health** (`native/hnsw_health.py`): every mapped id resolves to a live element,
+  every live element is reachable from the entry point, every link points inside the index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chroma_migrate.native import open_database
+from chroma_migrate.native.nearest import nearest_ids
+
+RECALL_QUERIES = 32
+RECALL_K = 10
+WIDE_EF = 400  # the second look at a missed self: far beyond any default search ef
+SELF_EPSILON = 1e-5  # distance under which an exact neighbour is the query's own vector (or its twin)
+
+
+@dataclass
+class SelfRetrieval:
+    """How many sampled stored vectors the target finds as their own nearest neighbours."""
+
+    checked: int = 0
+    found_by_target: int = 0
+    found_by_graph_walk: int = 0
+    missed: list[int] = field(default_factory=list)  # query rows found by neither
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"checked": self.checked, "found_by_target": self.found_by_target,
+                "found_by_graph_walk": self.found_by_graph_walk, "missed": len(self.missed)}
+
+
+def recall(hits: list[list[str]] | None, truth: list[set[str]], k: int) -> float:
+    if not hits:
+        return 0.0
+    return float(np.mean([len(set(h) & t) / k for h, t in zip(hits, truth, strict=True)]))
+
+
+def own_vectors(best: list[list[tuple[float, str]]], space: str) -> list[set[str]]:
+    """Per query, the records whose vector is the query itself (distance ~0 to it). Empty in `ip`
+    space, where a stored vector need not be its own nearest neighbour."""
+    if space == "ip":
+        return [set() for _ in best]
+    return [{record_id for distance, record_id in candidates if distance <= SELF_EPSILON} for candidates in best]
+
+
+def self_retrieval(space: str, best: list[list[tuple[float, str]]], answers: list[list[str]] | None,
+                   target_db: Path, name: str, queries_file: Path | None, k: int) -> SelfRetrieval:
+    """Count the queries whose own record the target answers; walk the target's graph for the rest."""
+    own = own_vectors(best, space)
+    result = SelfRetrieval()
+    answers = answers or [[] for _ in own]
+    misses = []
+    for row, (mine, answer) in enumerate(zip(own, answers, strict=True)):
+        if not mine:
+            continue
+        result.checked += 1
+        if mine & set(answer):
+            result.found_by_target += 1
+        else:
+            misses.append(row)
+    if misses and queries_file is not None:
+        queries = np.load(queries_file)[misses]
+        with open_database(target_db) as target:
+            walked = nearest_ids(target.collection(name), queries, k, ef=WIDE_EF)
+        for row, answer in zip(misses, walked, strict=True):
+            if own[row] & set(answer):
+                result.found_by_graph_walk += 1
+            else:
+                result.missed.append(row)
+    else:
+        result.missed = misses
+    return result
+
+
+def self_retrieval_problem(found: SelfRetrieval, best: list[list[tuple[float, str]]]) -> str | None:
+    if not found.missed:
+        return None
+    sample = ", ".join(sorted({record_id for row in found.missed[:3] for _d, record_id in best[row][:1]}))
+    return (f"{len(found.missed)} of {found.checked} sampled stored vectors are not found as their own nearest "
+            f"neighbour in the target's index, neither in its answers nor walking its graph with ef {WIDE_EF} "
+            f"(e.g. {sample})")

@@ -1,0 +1,148 @@
+"""Answer where/where_document queries on a database and on a fresh one holding a sample of it.
+
+Runs inside a chromadb runtime. The fresh database is written by this runtime's own chromadb
+from the sampled records, so it answers the way this version answers those records; a target
+that answers differently has a broken full-text index or metadata (see `fulltext_queries.py`).
+Run with no target path, it gives the version's own answers on the sample, which is how the
+engine tells behaviour changes between two versions from damage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from chroma_migrate import dbfile, exchange
+from chroma_migrate.worker.chroma_client import (
+    IS_RUST_CORE,
+    VERSION,
+    Clients,
+    get_collection,
+    max_batch_size,
+    open_client,
+)
+
+
+def text_queries(path: str | None, jobs: list[dict[str, Any]], scratch_dir: str | None = None) -> dict[str, Any]:
+    """Worker operation: open `path` (None: fresh answers only) and answer every job's queries."""
+    return answer_text_queries(Clients(path) if path else None, jobs, scratch_dir)
+
+
+def answer_text_queries(target: Any, jobs: list[dict[str, Any]], scratch_dir: str | None = None) -> dict[str, Any]:
+    """Per job: the sampled ids each query returns on `target` and on a fresh database of this version.
+
+    `target` is a `chroma_client.Clients`, a chromadb client or None; it lets the load and describe
+    operations answer while they have the target open, without a second process.
+    Each job: `label`, `collection`, optional `tenant`/`database`, `sample_file` (exchange Parquet),
+    `metadata` (collection metadata for the fresh copy, e.g. hnsw:space) and `queries`
+    ([{key, where, where_document}]). A query this version rejects comes back with its error.
+    """
+    scratch = Path(tempfile.mkdtemp(prefix="text-queries-", dir=scratch_dir))
+    fresh_client = None
+    try:
+        fresh_path = scratch / "fresh"
+        fresh_path.mkdir()
+        answers: dict[str, Any] = {}
+        for number, job in enumerate(jobs):
+            records = exchange.read_batch(Path(job["sample_file"]))
+            started = time.perf_counter()
+            if fresh_client is None:
+                fresh_client = open_client(str(fresh_path))
+            try:
+                fresh = _build_fresh(fresh_client, f"fresh_{number:04d}", job.get("metadata"), records)
+            except Exception as exc:  # e.g. list metadata in a version without it: nothing to compare with
+                answers[job["label"]] = {"sample_size": len(records), "answers": [], "error": _describe(exc)}
+                continue
+            built = time.perf_counter()
+            handle = None
+            if target is not None:
+                try:
+                    handle = _target_collection(target, job)
+                except Exception as exc:  # each version raises its own "does not exist" type
+                    answers[job["label"]] = {"sample_size": len(records), "answers": [],
+                                             "target_error": _describe(exc)}
+                    continue
+            queried: list[dict[str, Any]] = []
+            target_seconds = fresh_seconds = 0.0
+            for query in job["queries"]:
+                answer: dict[str, Any] = {"key": query["key"]}
+                lap = time.perf_counter()
+                answer["fresh"], answer["fresh_error"] = _ask(fresh, records.ids, query)
+                fresh_seconds += time.perf_counter() - lap
+                if handle is not None:
+                    lap = time.perf_counter()
+                    answer["target"], answer["target_error"] = _ask(handle, records.ids, query)
+                    target_seconds += time.perf_counter() - lap
+                queried.append(answer)
+            answers[job["label"]] = {
+                "sample_size": len(records), "answers": queried,
+                "seconds": {"fresh_build": round(built - started, 4), "fresh_queries": round(fresh_seconds, 4),
+                            "target_queries": round(target_seconds, 4)},
+            }
+        return {"version": ".".join(map(str, VERSION)), "jobs": answers}
+    finally:
+        if fresh_client is not None and hasattr(fresh_client, "close"):
+            with contextlib.suppress(Exception):  # best effort: the folder goes away anyway
+                fresh_client.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _target_collection(target: Any, job: dict[str, Any]):
+    """The job's collection on the target, whichever kind of client the caller holds."""
+    tenant = job.get("tenant") or dbfile.DEFAULT_TENANT
+    database = job.get("database") or dbfile.DEFAULT_DATABASE
+    if hasattr(target, "for_database"):
+        return get_collection(target.for_database(tenant, database), job["collection"])
+    if (tenant, database) == (dbfile.DEFAULT_TENANT, dbfile.DEFAULT_DATABASE):
+        return get_collection(target, job["collection"])
+    previous = (target.tenant, target.database)
+    target.set_tenant(tenant, database)
+    try:  # a handle keeps its collection id, so the caller's client gets its tenant back at once
+        return get_collection(target, job["collection"])
+    finally:
+        target.set_tenant(*previous)
+
+
+def _build_fresh(client, name: str, metadata: dict[str, Any] | None, records: exchange.RecordBatch):
+    """A new collection holding exactly the sampled records, written through this version's add()."""
+    handle = client.create_collection(name, metadata=metadata or None, embedding_function=None)
+    limit = max_batch_size(client)
+    for start in range(0, len(records), limit):
+        stop = start + limit
+        embeddings = records.embeddings[start:stop]
+        kwargs: dict[str, Any] = {
+            "ids": records.ids[start:stop],
+            "embeddings": embeddings if IS_RUST_CORE else embeddings.tolist(),
+            "documents": records.documents[start:stop],
+            "metadatas": [exchange.parse_metadata(m) for m in records.metadatas[start:stop]],
+        }
+        uris = records.uris[start:stop]
+        if any(uri is not None for uri in uris):
+            kwargs["uris"] = uris
+        handle.add(**kwargs)
+    return handle
+
+
+def _ask(handle, ids: list[str], query: dict[str, Any]) -> tuple[list[str] | None, str | None]:
+    """Sorted ids of the sampled records the query selects, or the error this version raised."""
+    if not ids:
+        return [], None
+    kwargs: dict[str, Any] = {"ids": ids, "include": []}
+    if query.get("where"):
+        kwargs["where"] = query["where"]
+    if query.get("where_document"):
+        kwargs["where_document"] = query["where_document"]
+    try:
+        return sorted(handle.get(**kwargs)["ids"]), None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # a validation error, or a pyo3 PanicException
+        return None, _describe(exc)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
