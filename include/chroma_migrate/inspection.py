@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from chroma_migrate import dbfile
+from chroma_migrate.accounting import cached_account
 from chroma_migrate.errors import MigrationError, NotAChromaDatabaseError, UnsupportedVersionError
 from chroma_migrate.native import CorruptDatabaseError, open_database
 from chroma_migrate.native.collection import NativeCollectionInfo as CollectionInfo  # what inspect reports
@@ -83,6 +84,7 @@ def describe_database(path: Path) -> DatabaseInfo:
     """Facts from the native reader, in place: SQLite read-only, the segment folders checked, nothing written."""
     path = Path(path)
     _check_directory(path)
+    cached_account(path)  # closed world: an unknown table, segment kind or row refuses the run here
     with open_database(path) as db:
         problems = db.sql.quick_check()
         if problems:

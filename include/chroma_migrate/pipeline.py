@@ -244,5 +244,11 @@ def render_report_markdown(plan: dict[str, Any], report: dict[str, Any]) -> str:
     notes = [f"- {c['collection']}: {n}" for c in report["collections"] for n in c.get("notes", [])]
     if notes:
         lines += ["", "## Notes", *notes]
+    changes = report.get("behaviour_changes") or []
+    if changes:
+        lines += ["", "## Behaviour changes readers will see",
+                  "The same records, asked the same where / where_document queries, answer differently in a "
+                  "fresh database of each version (not a loss: chromadb itself changed):",
+                  *[f"- {change}" for change in changes]]
     lines += ["", "```", render_verification(report), "```", ""]
     return "\n".join(lines)

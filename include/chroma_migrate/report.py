@@ -66,9 +66,13 @@ def render_verification(report: dict[str, Any]) -> str:
             lines.append(f"  {'':<24}   extra e.g. {records['extra_sample'][:3]}")
         if records["different_sample"]:
             lines.append(f"  {'':<24}   different e.g. {records['different_sample'][:3]}")
-    for problem in report["problems"]:
-        if ": missing in the target" in problem or "not in the source" in problem:
-            lines.append(f"  {problem}")
+    shown = {f"{c['collection']}: {p}" for c in report["collections"] for p in c["problems"]}
+    lines += [f"  problem: {problem}" for problem in report["problems"] if problem not in shown]
+    changes = report.get("behaviour_changes") or []
+    if changes:
+        lines.append(f"  behaviour changes between the versions ({len(changes)}; the same records, answered "
+                     "differently by each version's fresh database):")
+        lines += [f"    {change}" for change in changes[:20]]
     return "\n".join(lines)
 
 

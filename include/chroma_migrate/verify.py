@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from chroma_migrate import index_gate
+from chroma_migrate import fulltext, fulltext_queries, index_gate, text_sample
+from chroma_migrate.accounting import cached_account, compare_accounts
 from chroma_migrate.batches import CollectionPlan, QuerySet, export_collections, plan_collections, process_pool
 from chroma_migrate.collection_spec import schema_customisations
 from chroma_migrate.compare import (
@@ -36,6 +37,7 @@ from chroma_migrate.compare import (
 from chroma_migrate.errors import MigrationError
 from chroma_migrate.inspection import CollectionInfo, DatabaseInfo, describe_database
 from chroma_migrate.native import open_database
+from chroma_migrate.native.hnsw_health import IndexHealth, check_index_health
 from chroma_migrate.native.nearest import nearest_ids
 from chroma_migrate.native.stored_compare import StoredRowsComparer
 from chroma_migrate.phases import PhaseLog
@@ -129,7 +131,7 @@ def _settings_problems(source: CollectionInfo, target: CollectionInfo) -> tuple[
 def collection_verdict(source: CollectionInfo, target: CollectionInfo, share: RangeShare, source_count: int,
                        source_nearest: Callable[[], list[list[str]] | None],
                        target_nearest: Callable[[], list[list[str]] | None], target_db: Path,
-                       queries_file: Path | None) -> dict[str, Any]:
+                       queries_file: Path | None, health: IndexHealth | None = None) -> dict[str, Any]:
     """Records (the merged comparison), settings and the index gate of one collection: its report
     and problems. Recall is reported beside the gate (see index_gate.py), never a verdict.
 
@@ -156,6 +158,11 @@ def collection_verdict(source: CollectionInfo, target: CollectionInfo, share: Ra
                          "(every stored vector sampled was still found)")
         if problem := index_gate.self_retrieval_problem(found, share.best):
             problems.append(problem)
+    if health is not None:
+        problems += health.problems
+        notes += health.notes
+        recall["index_health"] = {key: value for key, value in health.to_dict().items()
+                                  if key not in ("problems", "notes", "unreachable_ids")}
     if comparison.source.count != source_count:
         problems.append(f"source read holds {comparison.source.count} records, its count is {source_count}")
     if not comparison.records_match:
@@ -242,6 +249,10 @@ def verify_databases(source_db: Path, target_db: Path, *, source_version: str | 
     problems = [f"{name}: missing in the target" for name in names if name not in target_names]
     if not collections:
         problems += _database_problems(source_info, target_info)
+    # The first layer, independent of the native reader and the exchange files: SQL counts of both files.
+    account_notes: list[str] = []
+    problems += [f"accounting: {problem}" for problem in compare_accounts(
+        cached_account(source_db), cached_account(target_db), collections, notes=account_notes)]
     if not collections:
         problems += [f"{name}: in the target but not in the source" for name in sorted(target_names - set(names))]
     present = [name for name in names if name in target_names]
@@ -252,23 +263,28 @@ def verify_databases(source_db: Path, target_db: Path, *, source_version: str | 
         plans = ({name: known[name] for name in present} if known is not None
                  else plan_collections(Path(source_db), dimensions, batch_size))
         query_sets = query_sets if query_sets is not None else query_sets_for(present, scratch)
+        text: dict[str, Any] = {}
         if reader == "runtime":
             results = _compare_runtime(sources, target_info, present, plans, Path(source_db), Path(target_db),
                                        source_version, target_version, query_sets, source_plans is None,
                                        workers, phases, scratch)
         else:
-            results = _compare_native(sources, target_info, present, plans, Path(source_db), Path(target_db),
-                                      target_version, query_sets, target_nearest, source_plans is not None,
-                                      workers, phases, scratch)
+            results, text = _compare_native(sources, target_info, present, plans, Path(source_db),
+                                            Path(target_db), source_version, target_version, query_sets,
+                                            target_nearest, source_plans is not None, workers, phases, scratch)
     problems += [f"{r['collection']}: {p}" for r in results for p in r["problems"]]
+    problems += text.get("problems", [])
     return {"passed": not problems, "problems": problems, "source_version": source_version,
-            "target_version": target_version, "reader": reader, "collections": results}
+            "target_version": target_version, "reader": reader, "collections": results,
+            "behaviour_changes": text.get("behaviour_changes", []), "fulltext": text,
+            "accounting_notes": account_notes}
 
 
 def _compare_native(sources: dict[str, CollectionInfo], target_info: Any, present: list[str],
-                    plans: dict[str, CollectionPlan], source_db: Path, target_db: Path, target_version: str,
-                    query_sets: dict[str, QuerySet], target_nearest: dict[str, list[list[str]]] | None,
-                    exported: bool, workers: int, phases: PhaseLog, scratch: Path) -> list[dict[str, Any]]:
+                    plans: dict[str, CollectionPlan], source_db: Path, target_db: Path, source_version: str,
+                    target_version: str, query_sets: dict[str, QuerySet],
+                    target_nearest: dict[str, list[list[str]]] | None, exported: bool, workers: int,
+                    phases: PhaseLog, scratch: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Both sides read in place by the native reader, the id ranges shared among `workers` processes.
 
     Meanwhile this process counts the source and walks its hnsw graph for its recall
@@ -288,21 +304,26 @@ def _compare_native(sources: dict[str, CollectionInfo], target_info: Any, presen
     if not exported:  # proved once here rather than by every worker (it reads both tables' pages)
         with StoredRowsComparer(source_db, target_db) as rows:
             pages_alike = rows.pages_alike
-    with _range_pool(workers) as pool, ThreadPoolExecutor(max_workers=1) as asking:
+    with _range_pool(workers) as pool, ThreadPoolExecutor(max_workers=3) as asking:
         # The worker processes first: they may be forked, which is only safe before any thread starts.
         futures = [pool.submit(compare_native_ranges, str(source_db), str(target_db), name, space, group, queries,
                                RECALL_K, pages_alike) for name, space, group, queries in jobs]
-        asked = None
-        if target_nearest is None:
-            # chromadb writes to what it opens, and must not race the native reads: it gets its own copy.
-            copy = scratch / "target-for-queries"
-            asked = asking.submit(lambda: (shutil.copytree(target_db, copy),
-                                           _ask(target_version, copy, query_sets, phases))[1])
+        # chromadb writes to what it opens, and must not race the native reads: it gets its own copy.
+        copy = scratch / "target-for-queries"
+        copied = asking.submit(shutil.copytree, target_db, copy)
+        asked = (asking.submit(lambda: (copied.result(), _ask(target_version, copy, query_sets, phases))[1])
+                 if target_nearest is None else None)
+        # After the recall answers: two chromadb processes never open one copy at once.
+        texts = asking.submit(lambda: (copied.result(), asked and asked.result(), _text_answers(
+            source_db, copy, plans, present, source_version, target_version, scratch))[2])
         source_answers = _source_answers(source_db, present, query_sets)
+        health = index_health(source_db, target_db, present)
         by_name: dict[str, list[RangeShare]] = {}
         for job, future in zip(jobs, futures, strict=True):
             by_name.setdefault(job[0], []).append(future.result())
         answered = asked.result() if asked else (target_nearest or {})
+        copied.result()
+        text_report = texts.result()
     results = []
     for name in present:
         share = merge_shares(by_name[name], RECALL_K)
@@ -312,8 +333,36 @@ def _compare_native(sources: dict[str, CollectionInfo], target_info: Any, presen
         results.append(collection_verdict(sources[name], target_info.collection(name), share,
                                           share.source_count or 0, lambda n=source_nearest: n,
                                           lambda n=name: answered.get(n), target_db,
-                                          query.file if query and query.file.is_file() else None))
-    return results
+                                          query.file if query and query.file.is_file() else None, health[name]))
+    return results, text_report
+
+
+def index_health(source_db: Path, target_db: Path, names: list[str]) -> dict[str, IndexHealth]:
+    """Each target index's deterministic health. A graph the migration carried over (the same vector
+    segment on both sides: an upgrade) must still reach every id the source's reached; a graph built
+    anew is judged alone (hnswlib's pruning leaves a few elements unreachable in sound indexes)."""
+    found = {}
+    with open_database(source_db) as source, open_database(target_db) as target:
+        for name in names:
+            mine, theirs = source.collection(name), target.collection(name)
+            carried = bool(mine.facts.vector_segment) and mine.facts.vector_segment == theirs.facts.vector_segment
+            baseline = check_index_health(mine, name) if carried else None
+            found[name] = check_index_health(theirs, name, baseline if baseline and baseline.passed else None)
+    return found
+
+
+def _text_answers(source_db: Path, target_copy: Path, plans: dict[str, CollectionPlan], present: list[str],
+                  source_version: str, target_version: str, scratch: Path) -> dict[str, Any]:
+    """The full-text index of the target checked in SQL, and where / where_document queries on a sample
+    of every batch answered by the target, a fresh database of its version and one of the source's.
+    Problems block; differences between the two versions' fresh answers are behaviour changes."""
+    segments = {name: segment for name, segment in fulltext.metadata_segments(target_copy).items() if name in present}
+    index = fulltext.check_fulltext(target_copy, segments, scratch_dir=scratch)
+    checks = text_sample.source_samples(source_db, {name: plans[name] for name in present}, scratch)
+    answers = fulltext_queries.check_text_queries(target_copy, target_version, checks, scratch,
+                                                  source_version=source_version)
+    return {"problems": index.problems + answers.problems, "behaviour_changes": answers.notes,
+            "notes": index.notes, "skipped": answers.skipped, "seconds": {**index.seconds, **answers.seconds}}
 
 
 def _source_answers(db: Path, names: list[str], query_sets: dict[str, QuerySet],

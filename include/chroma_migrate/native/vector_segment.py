@@ -75,13 +75,15 @@ class VectorSegment:
             ids = [by_label[int(label)] for label in absent[:SAMPLE]]
             raise CorruptDatabaseError(
                 "label_not_in_index", self.folder / "data_level0.bin",
-                f"has no live element for {len(absent)} labels that index_metadata.pickle maps "
+                f"(collection {self.spec.collection!r}) has no live element for {len(absent)} labels that "
+                "index_metadata.pickle maps "
                 f"(ids {_sample(ids)}): the index files and the pickle are from different flushes")
         orphans = np.setdiff1d(live, mapped, assume_unique=True)
         if len(orphans):
             raise CorruptDatabaseError(
                 "label_not_in_pickle", self.folder / PICKLE_FILE,
-                f"does not map {len(orphans)} labels that data_level0.bin holds as live elements (labels "
+                f"(collection {self.spec.collection!r}) does not map {len(orphans)} labels that data_level0.bin holds "
+                "as live elements (labels "
                 f"{', '.join(str(int(x)) for x in orphans[:SAMPLE])}): the index files and the pickle are from "
                 "different flushes")
 

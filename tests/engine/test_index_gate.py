@@ -1,0 +1,70 @@
+"""The index gate never refuses a correct migration and always refuses a damaged index.
+
+Both halves on databases written by the real versions: the hard case that the old recall
+gate refused (a 0.4.24 database, 3,000 l2 records of 64 dimensions with upserts, deletes
+and many small index flushes, searched at the default ef 10) rebuilt again and again; and
+an upgraded target whose index was damaged afterwards (1% of its elements unreachable,
+marked deleted, or with an empty link list), which `verify` must refuse naming the collection.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.native.hnsw_damage import churn_spec, cut_off, mark_deleted, segment_folder, zero_lists
+
+pytestmark = pytest.mark.integration
+
+REBUILDS = 20
+
+
+@pytest.mark.parametrize("round_", range(REBUILDS))
+def test_a_correct_rebuild_of_hard_data_is_never_refused(copy_of, tmp_path, round_):
+    """Each round is a fresh build by the target, so its graph (and its recall at ef 10) differs."""
+    db = copy_of("0.4.24", churn_spec(seed=0))
+    target = "1.5.9" if round_ % 2 == 0 else "0.6.3"
+    result = run_cli("migrate", str(db), str(tmp_path / "out"), "--target", target, "--strategy", "rebuild",
+                     "--json")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    churn = json.loads(result.stdout)["verification"]["collections"][0]
+    found = churn["recall"]["self_retrieval"]
+    assert found["checked"] > 0 and found["missed"] == 0
+
+
+@pytest.fixture(scope="module")
+def upgraded(tmp_path_factory, request):
+    """A 1.0.20 database upgraded to 1.5.9: the target carries the source's graph over."""
+    from tests.conftest import database_copy
+
+    root = tmp_path_factory.mktemp("gate")
+    db = database_copy("1.0.20", root, churn_spec(seed=3))
+    out = root / "out"
+    run_cli("migrate", str(db), str(out), "--target", "1.5.9", "--strategy", "upgrade", check=True)
+    return db, out
+
+
+@pytest.mark.parametrize("damage", [cut_off, mark_deleted, zero_lists], ids=["unreachable", "deleted", "zeroed"])
+def test_a_damaged_index_is_refused_naming_the_collection(upgraded, tmp_path, damage):
+    import shutil
+
+    source, out = upgraded
+    damaged = tmp_path / "damaged"
+    shutil.copytree(out, damaged)
+    changed = damage(segment_folder(damaged, "churn"), 0.01)
+    assert len(changed) > 0
+    result = run_cli("verify", str(source), str(damaged), "--json")
+    assert result.returncode in (1, 2), result.stdout[-2000:] + result.stderr[-2000:]
+    text = result.stdout
+    assert "churn" in text, text[-2000:]
+    if result.returncode == 1:
+        report = json.loads(text)
+        assert any(p.startswith("churn: ") for p in report["problems"]), report["problems"]
+
+
+def test_the_undamaged_upgrade_passes(upgraded):
+    source, out = upgraded
+    result = run_cli("verify", str(source), str(out), "--json")
+    assert result.returncode == 0, result.stdout[-3000:]
