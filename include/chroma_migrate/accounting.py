@@ -247,7 +247,8 @@ def cached_account(path: Path | str) -> DatabaseAccount:
     stat = sqlite_path.stat()
     key = (str(sqlite_path), stat.st_mtime_ns, stat.st_size)
     if key not in _ACCOUNTED:
-        _ACCOUNTED.clear()  # one source and one target at a time: keep memory flat
+        while len(_ACCOUNTED) >= 2:  # a source and a target at a time: memory stays flat
+            _ACCOUNTED.pop(next(iter(_ACCOUNTED)))
         _ACCOUNTED[key] = account_database(path)
     return _ACCOUNTED[key]
 

@@ -357,6 +357,11 @@ def compare_text_answers(prepared: PreparedJob, target_answers: dict[str, Any], 
     report = TextQueryReport()
     report.skipped += [f"{label}: {reason}" for reason in prepared.reasons]
     by_key = {a["key"]: a for a in target_answers.get("answers", [])}
+    unanswered = [q.label for q in prepared.queries if q.key not in by_key or "target" not in by_key[q.key]]
+    if unanswered and not target_answers.get("error") and not target_answers.get("target_error"):
+        # A query the target was never asked proves nothing: silence must not pass for agreement.
+        report.problems.append(f"{label}: the target gave no answer to {len(unanswered)} of "
+                               f"{len(prepared.queries)} queries (e.g. {unanswered[0]})")
     source_by_key = {a["key"]: a for a in (source_answers or {}).get("answers", [])}
     for error, version in ((target_answers.get("error"), target_version),
                            ((source_answers or {}).get("error"), source_version)):

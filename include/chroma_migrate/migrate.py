@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,13 @@ from chroma_migrate.inspection import DatabaseInfo, describe_database
 from chroma_migrate.phases import PhaseLog
 from chroma_migrate.probe import refuse_forced_upgrade
 from chroma_migrate.target_collections import create_target_collections
+from chroma_migrate.text_sample import TextAnswers, start_text_answers
 from chroma_migrate.verify import pick_queries, query_jobs, query_sets_for, verify_databases
 from chroma_migrate.versions import ChromaVersion, get_version
 from chroma_migrate.worker_client import run_worker
 
 NEAREST_KEY = "__nearest__"  # where the load operation puts its answers (worker/write_ops.py)
+TEXT_KEY = "__text__"
 
 STRATEGIES = ("auto", "upgrade", "rebuild")
 DEFAULT_BATCH_SIZE = 5000
@@ -63,6 +66,7 @@ class MigrationState:
     stage: Path
     names: list[str]
     phases: PhaseLog
+    background: ThreadPoolExecutor
     attempts: list[Attempt] = field(default_factory=list)
 
     @property
@@ -114,7 +118,8 @@ def migrate(request: MigrationRequest, log=print) -> dict[str, Any]:
         raise MigrationError(f"{out.parent} has {_free_bytes(out.parent)} bytes free; this migration needs "
                              f"about {need} (the new database and the batches).", "Free space first.")
     stage = out.parent / f".{out.name}.chroma-migrate-{uuid.uuid4().hex[:8]}"
-    state = MigrationState(request, target, info, stage, names, PhaseLog(log))
+    background = ThreadPoolExecutor(max_workers=1)  # the source version's fresh database, during the target's work
+    state = MigrationState(request, target, info, stage, names, PhaseLog(log), background)
     stage.mkdir()
     try:
         verification = _run_strategies(state, log)
@@ -122,6 +127,7 @@ def migrate(request: MigrationRequest, log=print) -> dict[str, Any]:
             out.rmdir()
         state.target_db.rename(out)
     finally:
+        background.shutdown(wait=True)
         shutil.rmtree(stage, ignore_errors=True)
     final = state.attempts[-1]
     return {
@@ -163,7 +169,7 @@ def _run_strategies(state: MigrationState, log) -> dict[str, Any]:
 def _verify(state: MigrationState, source_plans: dict[str, CollectionPlan] | None = None,
             query_sets: dict[str, QuerySet] | None = None,
             target_nearest: dict[str, list[list[str]]] | None = None,
-            plans: dict[str, CollectionPlan] | None = None) -> dict[str, Any]:
+            plans: dict[str, CollectionPlan] | None = None, text: TextAnswers | None = None) -> dict[str, Any]:
     """The native reader compares the source in place with the new database; chromadb is not started."""
     with state.phases.phase("verify"):
         report = verify_databases(
@@ -171,22 +177,25 @@ def _verify(state: MigrationState, source_plans: dict[str, CollectionPlan] | Non
             target_version=state.target.version, collections=state.names, batch_size=state.request.batch_size,
             workers=state.request.workers, work_dir=state.stage, phases=state.phases,
             source_plans=source_plans, query_sets=query_sets, target_nearest=target_nearest, source_info=state.info,
-            plans=plans,
+            plans=plans, text=text,
         )
     if not report["passed"]:
         raise VerificationFailedError("Verification failed: " + "; ".join(report["problems"][:5]), report)
     return report
 
 
-def _recall_queries(state: MigrationState) -> tuple[dict[str, CollectionPlan], dict[str, QuerySet]]:
-    """Batches and recall queries, both taken natively from the source before the target runs."""
+def _recall_queries(state: MigrationState) -> tuple[dict[str, CollectionPlan], dict[str, QuerySet], TextAnswers]:
+    """Batches, recall queries and the text queries' sample, all taken natively from the source before
+    the target runs; the source version's fresh answers to the text queries start meanwhile."""
     query_dir = state.stage / "queries"
     query_dir.mkdir(exist_ok=True)
     dimensions = {name: state.info.collection(name).dimension for name in state.names}
     plans = plan_collections(Path(state.info.path), dimensions, state.request.batch_size)
     query_sets = query_sets_for(state.names, query_dir)
     pick_queries(Path(state.info.path), plans, query_sets)
-    return plans, query_sets
+    text = start_text_answers(Path(state.info.path), plans, state.stage / "text", state.info.reader_version,
+                              state.target.version, state.background)
+    return plans, query_sets, text
 
 
 def _upgrade(state: MigrationState) -> dict[str, Any]:
@@ -194,16 +203,18 @@ def _upgrade(state: MigrationState) -> dict[str, Any]:
     process, drop unselected collections, verify natively."""
     with state.phases.phase("upgrade: copy"):
         shutil.copytree(state.info.path, state.target_db)
-    plans, query_sets = _recall_queries(state)
+    plans, query_sets, text = _recall_queries(state)
     with state.phases.phase("upgrade: open with target"):
-        result = run_worker(state.target.version, "describe",
-                            {"path": str(state.target_db), "queries": query_jobs(query_sets)})
+        result = run_worker(state.target.version, "describe", {
+            "path": str(state.target_db), "queries": query_jobs(query_sets), **text.worker_args()})
+        text.target_answers = result.data.get("text")
         state.phases.child_peak(result.peak_rss_bytes)
         unselected = [c.name for c in state.info.collections if c.name not in state.names]
         if unselected:
             run_worker(state.target.version, "delete_collections",
                        {"path": str(state.target_db), "names": unselected})
-    return _verify(state, query_sets=query_sets, target_nearest=result.data.get("nearest", {}), plans=plans)
+    return _verify(state, query_sets=query_sets, target_nearest=result.data.get("nearest", {}), plans=plans,
+                   text=text)
 
 
 def _rebuild(state: MigrationState) -> dict[str, Any]:
@@ -220,7 +231,7 @@ def _rebuild(state: MigrationState) -> dict[str, Any]:
         with state.phases.phase("copy source"):
             shutil.copytree(state.info.path, state.source_copy)
         source = state.source_copy
-    plans, query_sets = _recall_queries(state)
+    plans, query_sets, text = _recall_queries(state)
     with state.phases.phase("rebuild: export", workers=state.request.workers, exporter=state.request.export_with):
         exported = export_collections(state.info.reader_version, source, plans, state.stage / "export",
                                       workers=state.request.workers, phases=state.phases,
@@ -229,7 +240,9 @@ def _rebuild(state: MigrationState) -> dict[str, Any]:
         specs = [target_collection_spec(state.info.collection(name), state.target) for name in state.names]
         create_target_collections(state.target.version, state.target_db, specs, state.info.databases)
         jobs = [{"collection": spec, "files": [str(f) for f in exported[spec["name"]].files]} for spec in specs]
-        result = run_worker(state.target.version, "load",
-                            {"path": str(state.target_db), "jobs": jobs, "queries": query_jobs(query_sets)})
+        result = run_worker(state.target.version, "load", {
+            "path": str(state.target_db), "jobs": jobs, "queries": query_jobs(query_sets), **text.worker_args()})
+        text.target_answers = result.data.get(TEXT_KEY)
         state.phases.child_peak(result.peak_rss_bytes)
-    return _verify(state, query_sets=query_sets, target_nearest=result.data.get(NEAREST_KEY, {}), plans=plans)
+    return _verify(state, query_sets=query_sets, target_nearest=result.data.get(NEAREST_KEY, {}), plans=plans,
+                   text=text)

@@ -41,6 +41,7 @@ from chroma_migrate.native.hnsw_health import IndexHealth, check_index_health
 from chroma_migrate.native.nearest import nearest_ids
 from chroma_migrate.native.stored_compare import StoredRowsComparer
 from chroma_migrate.phases import PhaseLog
+from chroma_migrate.text_sample import TextAnswers
 from chroma_migrate.worker_client import run_worker
 
 READERS = ("native", "runtime")
@@ -160,9 +161,8 @@ def collection_verdict(source: CollectionInfo, target: CollectionInfo, share: Ra
             problems.append(problem)
     if health is not None:
         problems += health.problems
-        notes += health.notes
         recall["index_health"] = {key: value for key, value in health.to_dict().items()
-                                  if key not in ("problems", "notes", "unreachable_ids")}
+                                  if key not in ("problems", "unreachable_ids")}
     if comparison.source.count != source_count:
         problems.append(f"source read holds {comparison.source.count} records, its count is {source_count}")
     if not comparison.records_match:
@@ -225,7 +225,8 @@ def verify_databases(source_db: Path, target_db: Path, *, source_version: str | 
                      query_sets: dict[str, QuerySet] | None = None,
                      target_nearest: dict[str, list[list[str]]] | None = None,
                      reader: str = "native", source_info: DatabaseInfo | None = None,
-                     plans: dict[str, CollectionPlan] | None = None) -> dict[str, Any]:
+                     plans: dict[str, CollectionPlan] | None = None, text: TextAnswers | None = None,
+                     ) -> dict[str, Any]:
     """Compare two databases; `*_version` is the chromadb that answers for each side (default: its writer).
 
     Native (default): both sides are read in place and stay byte-identical; the target's
@@ -234,7 +235,8 @@ def verify_databases(source_db: Path, target_db: Path, *, source_version: str | 
     source that picked and answered `query_sets`) lets the rebuild path reuse its export.
     Runtime: each side exported by its own chromadb, which writes to them: pass copies.
     `source_info` spares describing the source again when the caller just did, and `plans`
-    (the source's id ranges at `batch_size`, not exported) cutting them again.
+    (the source's id ranges at `batch_size`, not exported) cutting them again. `text` holds the
+    where / where_document answers the migration's target process gave (text_sample.TextAnswers).
     """
     if reader not in READERS:
         raise MigrationError(f"Unknown reader {reader!r}.", f"Use one of {', '.join(READERS)}.")
@@ -263,20 +265,21 @@ def verify_databases(source_db: Path, target_db: Path, *, source_version: str | 
         plans = ({name: known[name] for name in present} if known is not None
                  else plan_collections(Path(source_db), dimensions, batch_size))
         query_sets = query_sets if query_sets is not None else query_sets_for(present, scratch)
-        text: dict[str, Any] = {}
+        text_found: dict[str, Any] = {}
         if reader == "runtime":
             results = _compare_runtime(sources, target_info, present, plans, Path(source_db), Path(target_db),
                                        source_version, target_version, query_sets, source_plans is None,
                                        workers, phases, scratch)
         else:
-            results, text = _compare_native(sources, target_info, present, plans, Path(source_db),
+            results, text_found = _compare_native(sources, target_info, present, plans, Path(source_db),
                                             Path(target_db), source_version, target_version, query_sets,
-                                            target_nearest, source_plans is not None, workers, phases, scratch)
+                                            target_nearest, source_plans is not None, workers, phases, scratch,
+                                            text)
     problems += [f"{r['collection']}: {p}" for r in results for p in r["problems"]]
-    problems += text.get("problems", [])
+    problems += text_found.get("problems", [])
     return {"passed": not problems, "problems": problems, "source_version": source_version,
             "target_version": target_version, "reader": reader, "collections": results,
-            "behaviour_changes": text.get("behaviour_changes", []), "fulltext": text,
+            "behaviour_changes": text_found.get("behaviour_changes", []), "fulltext": text_found,
             "accounting_notes": account_notes}
 
 
@@ -284,7 +287,8 @@ def _compare_native(sources: dict[str, CollectionInfo], target_info: Any, presen
                     plans: dict[str, CollectionPlan], source_db: Path, target_db: Path, source_version: str,
                     target_version: str, query_sets: dict[str, QuerySet],
                     target_nearest: dict[str, list[list[str]]] | None, exported: bool, workers: int,
-                    phases: PhaseLog, scratch: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                    phases: PhaseLog, scratch: Path, text: TextAnswers | None,
+                    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Both sides read in place by the native reader, the id ranges shared among `workers` processes.
 
     Meanwhile this process counts the source and walks its hnsw graph for its recall
@@ -308,21 +312,22 @@ def _compare_native(sources: dict[str, CollectionInfo], target_info: Any, presen
         # The worker processes first: they may be forked, which is only safe before any thread starts.
         futures = [pool.submit(compare_native_ranges, str(source_db), str(target_db), name, space, group, queries,
                                RECALL_K, pages_alike) for name, space, group, queries in jobs]
-        # chromadb writes to what it opens, and must not race the native reads: it gets its own copy.
-        copy = scratch / "target-for-queries"
-        copied = asking.submit(shutil.copytree, target_db, copy)
+        # chromadb writes to what it opens, and must not race the native reads: it gets its own copy,
+        # unless the migration's own target process already answered everything.
+        answered_in_passing = target_nearest is not None and text is not None and text.target_answers is not None
+        copy = None if answered_in_passing else scratch / "target-for-queries"
+        copied = asking.submit(shutil.copytree, target_db, copy) if copy else None
         asked = (asking.submit(lambda: (copied.result(), _ask(target_version, copy, query_sets, phases))[1])
-                 if target_nearest is None else None)
+                 if target_nearest is None and copied else None)
         # After the recall answers: two chromadb processes never open one copy at once.
-        texts = asking.submit(lambda: (copied.result(), asked and asked.result(), _text_answers(
-            source_db, copy, plans, present, source_version, target_version, scratch))[2])
+        texts = asking.submit(lambda: (copied and copied.result(), asked and asked.result(), _text_answers(
+            source_db, target_db, copy, plans, present, source_version, target_version, scratch, text))[2])
         source_answers = _source_answers(source_db, present, query_sets)
         health = index_health(source_db, target_db, present)
         by_name: dict[str, list[RangeShare]] = {}
         for job, future in zip(jobs, futures, strict=True):
             by_name.setdefault(job[0], []).append(future.result())
         answered = asked.result() if asked else (target_nearest or {})
-        copied.result()
         text_report = texts.result()
     results = []
     for name in present:
@@ -351,16 +356,23 @@ def index_health(source_db: Path, target_db: Path, names: list[str]) -> dict[str
     return found
 
 
-def _text_answers(source_db: Path, target_copy: Path, plans: dict[str, CollectionPlan], present: list[str],
-                  source_version: str, target_version: str, scratch: Path) -> dict[str, Any]:
-    """The full-text index of the target checked in SQL, and where / where_document queries on a sample
-    of every batch answered by the target, a fresh database of its version and one of the source's.
-    Problems block; differences between the two versions' fresh answers are behaviour changes."""
-    segments = {name: segment for name, segment in fulltext.metadata_segments(target_copy).items() if name in present}
-    index = fulltext.check_fulltext(target_copy, segments, scratch_dir=scratch)
-    checks = text_sample.source_samples(source_db, {name: plans[name] for name in present}, scratch)
-    answers = fulltext_queries.check_text_queries(target_copy, target_version, checks, scratch,
-                                                  source_version=source_version)
+def _text_answers(source_db: Path, target_db: Path, target_copy: Path | None, plans: dict[str, CollectionPlan],
+                  present: list[str], source_version: str, target_version: str, scratch: Path,
+                  text: TextAnswers | None) -> dict[str, Any]:
+    """The full-text index of the target checked in SQL (read-only, in place), and where /
+    where_document queries on a sample of every batch answered by the target, a fresh database of
+    its version and one of the source's: the answers the migration's target process gave (`text`),
+    or else asked now of the target's copy. Problems block; differences between the two versions'
+    fresh answers are behaviour changes."""
+    segments = {name: segment for name, segment in fulltext.metadata_segments(target_db).items() if name in present}
+    index = fulltext.check_fulltext(target_db, segments, scratch_dir=scratch)
+    if text is not None and text.target_answers is not None:
+        answers = text.report()
+    else:
+        assert target_copy is not None
+        checks = text_sample.source_samples(source_db, {name: plans[name] for name in present}, scratch)
+        answers = fulltext_queries.check_text_queries(target_copy, target_version, checks, scratch,
+                                                      source_version=source_version)
     return {"problems": index.problems + answers.problems, "behaviour_changes": answers.notes,
             "notes": index.notes, "skipped": answers.skipped, "seconds": {**index.seconds, **answers.seconds}}
 

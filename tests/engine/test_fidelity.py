@@ -60,6 +60,43 @@ print(before, handle.count(), str(handle.id), found[0])
 """
 
 
+TEXT_QUERIES = """
+import json, sys, chromadb
+from chromadb.config import Settings
+path, tenant, database, name = sys.argv[1:5]
+client = chromadb.PersistentClient(path=path, settings=Settings(anonymized_telemetry=False),
+                                   tenant=tenant, database=database)
+handle = client.get_collection(name, embedding_function=None)
+print(json.dumps({
+    "contains": sorted(handle.get(where_document={"$contains": "TOTAL"}, include=[])["ids"]),
+    "where": sorted(handle.get(where={"is_noise": True}, include=[])["ids"]),
+}))
+"""
+
+
+def where_answers(version: str, db: Path, qualified: str) -> dict[str, list[str]]:
+    """What the version itself answers on a copy (1.x writes to what it opens)."""
+    import shutil
+    import tempfile
+
+    tenant, database, name = (qualified.split("/") if "/" in qualified
+                              else ("default_tenant", "default_database", qualified))
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "db"
+        shutil.copytree(db, copy)
+        result = subprocess.run([str(runtime_for(version).python), "-c", TEXT_QUERIES, str(copy), tenant, database,
+                                 name], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def expected_answers(dump: dict) -> dict[str, list[str]]:
+    """The same two queries answered from the source's own dump: an ASCII substring every version
+    finds alike, and a bool metadata filter."""
+    records = dump["records"]
+    return {"contains": sorted(i for i, r in records.items() if "TOTAL" in (r["document"] or "")),
+            "where": sorted(i for i, r in records.items() if (r["metadata"] or {}).get("is_noise") is True)}
+
+
 def write_and_query(version: str, db: Path, qualified: str) -> list[str]:
     tenant, database, name = (qualified.split("/") if "/" in qualified
                               else ("default_tenant", "default_database", qualified))
@@ -91,6 +128,9 @@ def test_everything_the_directory_holds_is_carried(copy_of, tmp_path, source_ver
     assert flag is True if bools else flag is None
     if named_function:
         assert got["embedded"]["configuration"]["embedding_function"]["name"] == "huggingface"
+
+    for qualified in ("words", "tenant_two/db_two/words", "churn"):
+        assert where_answers(target_version, out, qualified) == expected_answers(expected[qualified]), qualified
 
     for qualified in ("words", "tenant_two/db_two/words"):
         before_count, after_count, collection_id, nearest = write_and_query(target_version, out, qualified)

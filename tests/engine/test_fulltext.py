@@ -266,6 +266,16 @@ def test_comparison_rules():
     assert len(report.skipped) == 1 and "rejects it" in report.skipped[0]
 
 
+def test_a_target_that_answered_nothing_is_a_problem_not_agreement():
+    job = PreparedJob(TextCheckInput("words", []), Path("unused"), 4, [
+        TextQuery("a", where_document={"$contains": "x"})], [])
+    fresh_only = {"answers": [{"key": "a", "fresh": ["1"], "fresh_error": None}]}
+    for target in ({}, fresh_only):
+        report = compare_text_answers(job, target, LATEST)
+        assert report.problems == ['words: the target gave no answer to 1 of 1 queries '
+                                   '(e.g. where_document {"$contains": "x"})'], report.problems
+
+
 # ---------------------------------------------------------------- queries against real versions
 
 @pytest.mark.parametrize("version", supported_version_names())

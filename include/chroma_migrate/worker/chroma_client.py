@@ -14,7 +14,7 @@ from typing import Any
 import chromadb
 from chromadb.config import Settings
 
-from chroma_migrate import dbfile
+from chroma_migrate import dbfile, exchange
 
 VERSION = tuple(int(p) for p in chromadb.__version__.split(".")[:3])
 IS_RUST_CORE = VERSION >= (1, 0, 0)
@@ -98,3 +98,22 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item") and not isinstance(value, str | bytes):
         return value.item()
     return value
+
+
+def write_records(handle, records, mode: str, limit: int) -> None:
+    """Add or upsert an exchange batch (`exchange.RecordBatch`) in chunks of at most `limit` records."""
+    write = handle.upsert if mode == "upsert" else handle.add
+    for start in range(0, len(records), limit):
+        stop = start + limit
+        embeddings = records.embeddings[start:stop]
+        kwargs: dict[str, Any] = {
+            "ids": records.ids[start:stop],
+            # 1.x takes the float32 matrix as is; 0.x wants lists (float64 holds float32 exactly).
+            "embeddings": embeddings if IS_RUST_CORE else embeddings.tolist(),
+            "documents": records.documents[start:stop],
+            "metadatas": [exchange.parse_metadata(m) for m in records.metadatas[start:stop]],
+        }
+        uris = records.uris[start:stop]
+        if any(uri is not None for uri in uris):
+            kwargs["uris"] = uris
+        write(**kwargs)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from chroma_migrate import dbfile, exchange
+from chroma_migrate.worker import text_ops
 from chroma_migrate.worker.chroma_client import (
     INCLUDE_ALL,
     VERSION,
@@ -39,7 +40,8 @@ def facts() -> dict[str, Any]:
     return {"version": ".".join(map(str, VERSION)), "signature": signature, "max_batch_size": batch}
 
 
-def describe(path: str, queries: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def describe(path: str, queries: list[dict[str, Any]] | None = None, text_jobs: list[dict[str, Any]] | None = None,
+             scratch_dir: str | None = None) -> dict[str, Any]:
     """Open (1.x and newer schemas: migrate) the database and say what it holds; answer recall
     queries while the index is loaded, so a verified upgrade needs no second process."""
     clients = Clients(path)
@@ -58,7 +60,8 @@ def describe(path: str, queries: list[dict[str, Any]] | None = None) -> dict[str
             "configuration": collection_configuration(collection),
         })
     answers = answer_queries(clients, queries) if queries else {}
-    return {"version": ".".join(map(str, VERSION)), "collections": described, "nearest": answers}
+    text = text_ops.answer_text_queries(clients, text_jobs, scratch_dir) if text_jobs else None
+    return {"version": ".".join(map(str, VERSION)), "collections": described, "nearest": answers, "text": text}
 
 
 def _metadata_segments(path: str) -> dict[str, str | None]:

@@ -24,6 +24,7 @@ from chroma_migrate.worker.chroma_client import (
     get_collection,
     max_batch_size,
     open_client,
+    write_records,
 )
 
 
@@ -110,34 +111,28 @@ def _target_collection(target: Any, job: dict[str, Any]):
 def _build_fresh(client, name: str, metadata: dict[str, Any] | None, records: exchange.RecordBatch):
     """A new collection holding exactly the sampled records, written through this version's add()."""
     handle = client.create_collection(name, metadata=metadata or None, embedding_function=None)
-    limit = max_batch_size(client)
-    for start in range(0, len(records), limit):
-        stop = start + limit
-        embeddings = records.embeddings[start:stop]
-        kwargs: dict[str, Any] = {
-            "ids": records.ids[start:stop],
-            "embeddings": embeddings if IS_RUST_CORE else embeddings.tolist(),
-            "documents": records.documents[start:stop],
-            "metadatas": [exchange.parse_metadata(m) for m in records.metadatas[start:stop]],
-        }
-        uris = records.uris[start:stop]
-        if any(uri is not None for uri in uris):
-            kwargs["uris"] = uris
-        handle.add(**kwargs)
+    write_records(handle, records, "add", max_batch_size(client))
     return handle
 
 
 def _ask(handle, ids: list[str], query: dict[str, Any]) -> tuple[list[str] | None, str | None]:
-    """Sorted ids of the sampled records the query selects, or the error this version raised."""
+    """Sorted ids of the sampled records the query selects, or the error this version raised.
+
+    1.x evaluates a filter over the whole collection before it applies `ids` (0.5-1.5 s a query
+    at 50,000 records, against 0.03-0.25 s without `ids`), so there the query runs unrestricted
+    and is intersected with the sample here: the same answer, at the cost of holding the
+    matching ids (not records) for a moment. 0.x is asked with `ids`, which it applies first.
+    """
     if not ids:
         return [], None
-    kwargs: dict[str, Any] = {"ids": ids, "include": []}
+    kwargs: dict[str, Any] = {"include": []} if IS_RUST_CORE else {"ids": ids, "include": []}
     if query.get("where"):
         kwargs["where"] = query["where"]
     if query.get("where_document"):
         kwargs["where_document"] = query["where_document"]
     try:
-        return sorted(handle.get(**kwargs)["ids"]), None
+        selected = handle.get(**kwargs)["ids"]
+        return sorted(set(selected) & set(ids) if IS_RUST_CORE else selected), None
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # a validation error, or a pyo3 PanicException

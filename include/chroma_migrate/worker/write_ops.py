@@ -8,12 +8,13 @@ from typing import Any
 import numpy as np
 
 from chroma_migrate import dbfile, exchange
-from chroma_migrate.worker import fixture_data, read_ops
+from chroma_migrate.worker import fixture_data, read_ops, text_ops
 from chroma_migrate.worker.chroma_client import (
     IS_RUST_CORE,
     VERSION,
     Clients,
     max_batch_size,
+    write_records,
 )
 
 # chromadb 0.4.x cannot read back its own files after a delete and re-add of the same id
@@ -21,6 +22,7 @@ from chroma_migrate.worker.chroma_client import (
 # so 0.4 fixtures skip re-adds: the tests need that version's get() as the reference.
 READD_WORKS = VERSION >= (0, 5, 0)
 NEAREST_KEY = "__nearest__"
+TEXT_KEY = "__text__"
 
 
 def _create(clients: Clients, spec: dict[str, Any], embedding_function: Any = None):
@@ -47,26 +49,8 @@ def create_collections(path: str, specs: list[dict[str, Any]],
     return {"created": created}
 
 
-def _write(handle, records: exchange.RecordBatch, mode: str, limit: int) -> None:
-    write = handle.upsert if mode == "upsert" else handle.add
-    for start in range(0, len(records), limit):
-        stop = start + limit
-        embeddings = records.embeddings[start:stop]
-        kwargs: dict[str, Any] = {
-            "ids": records.ids[start:stop],
-            # 1.x takes the float32 matrix as is; 0.x wants lists (float64 holds float32 exactly).
-            "embeddings": embeddings if IS_RUST_CORE else embeddings.tolist(),
-            "documents": records.documents[start:stop],
-            "metadatas": [exchange.parse_metadata(m) for m in records.metadatas[start:stop]],
-        }
-        uris = records.uris[start:stop]
-        if any(uri is not None for uri in uris):
-            kwargs["uris"] = uris
-        write(**kwargs)
-
-
-def load(path: str, jobs: list[dict[str, Any]], mode: str = "add",
-         queries: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def load(path: str, jobs: list[dict[str, Any]], mode: str = "add", queries: list[dict[str, Any]] | None = None,
+         text_jobs: list[dict[str, Any]] | None = None, scratch_dir: str | None = None) -> dict[str, Any]:
     """Per job: create the collection if needed and write its exchange files in order; then answer
     the recall `queries` with the index just built (the target side of verification)."""
     clients = Clients(path)
@@ -78,11 +62,13 @@ def load(path: str, jobs: list[dict[str, Any]], mode: str = "add",
         written = 0
         for file in job["files"]:
             records = exchange.read_batch(Path(file))
-            _write(handle, records, mode, limit)
+            write_records(handle, records, mode, limit)
             written += len(records)
         loaded[spec["name"]] = {"written": written, "count": handle.count()}
     if queries:  # chromadb collection names start with a letter or digit, so this key cannot clash
         loaded[NEAREST_KEY] = read_ops.answer_queries(clients, queries)
+    if text_jobs:
+        loaded[TEXT_KEY] = text_ops.answer_text_queries(clients, text_jobs, scratch_dir)
     return loaded
 
 
