@@ -14,6 +14,7 @@ def render_inspect(info: dict[str, Any]) -> str:
         f"database   {info['path']} ({_mib(info['size_bytes'])})",
         f"written by chromadb {' / '.join(info['written_by']) or 'unknown'} "
         f"(migrations {_signature(info['signature'])}; read with {info['reader_version']})",
+        "databases  " + (", ".join(f"{d['tenant']}/{d['name']}" for d in info.get("databases") or []) or "-"),
         f"{'collection':<24}{'records':>10}{'dim':>7}  {'space':<7}{'M':>4}{'ef_c':>6}{'ef_s':>6}  metadata",
     ]
     for c in info["collections"]:
@@ -23,6 +24,8 @@ def render_inspect(info: dict[str, Any]) -> str:
                      f"{index['M']:>4}{index['construction_ef']:>6}{index['search_ef']:>6}  {user or ''}")
         if c["list_metadata_keys"]:
             lines.append(f"{'':<24}list metadata: {c['list_metadata_keys']}")
+        if c.get("embedding_function"):
+            lines.append(f"{'':<24}embedding function: {c['embedding_function']}")
     return "\n".join(lines)
 
 
