@@ -23,6 +23,7 @@ from chroma_migrate.errors import (
     VerificationFailedError,
     WorkerFailedError,
 )
+from chroma_migrate.faults import fault_point
 from chroma_migrate.inspection import DatabaseInfo, describe_database
 from chroma_migrate.phases import PhaseLog
 from chroma_migrate.probe import refuse_forced_upgrade
@@ -236,6 +237,7 @@ def _rebuild(state: MigrationState) -> dict[str, Any]:
         exported = export_collections(state.info.reader_version, source, plans, state.stage / "export",
                                       workers=state.request.workers, phases=state.phases,
                                       export_with=state.request.export_with)
+    fault_point("rebuild_exported")
     with state.phases.phase("rebuild: load"):
         specs = [target_collection_spec(state.info.collection(name), state.target) for name in state.names]
         create_target_collections(state.target.version, state.target_db, specs, state.info.databases)

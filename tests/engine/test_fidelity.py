@@ -175,3 +175,35 @@ def test_verification_fails_on_a_changed_collection_id_or_flag_type(copy_of, tmp
     problems = json.loads(result.stdout)["problems"]
     assert any(p.startswith("twins: collection id differs") for p in problems), problems
     assert any(p.startswith("words: collection metadata differs") and "'flag': 1" in p for p in problems), problems
+
+
+def test_a_record_changed_between_export_and_load_is_caught(copy_of, tmp_path):
+    """The CLI's rebuild is verified against the source read in place, not against its own export:
+    an exported document changed before the load (paused there by the fault point) fails the run."""
+    import os
+    import time
+
+    from chroma_migrate import exchange
+    from chroma_migrate.faults import pause_files
+    from tests.conftest import CLI, REPO
+
+    db = copy_of("1.5.9", fidelity_spec())
+    out = tmp_path / "out"
+    spec = "rebuild_exported:pause"
+    env = {**os.environ, "CHROMA_MIGRATE_FAULT": spec, "CHROMA_MIGRATE_FAULT_DIR": str(tmp_path)}
+    run = subprocess.Popen([*CLI, "migrate", str(db), str(out), "--target", "1.5.9", "--strategy", "rebuild",
+                            "--json"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reached, resume = pause_files(spec, tmp_path)
+    deadline = time.monotonic() + 300
+    while not reached.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert reached.exists(), run.communicate()
+    exported = next(tmp_path.glob(".out.chroma-migrate-*/export/twins/batch-00000.parquet"))
+    batch = exchange.read_batch(exported)
+    batch.documents[0] = "changed after the export"
+    exchange.write_batch(batch, exported)
+    resume.write_text("go")
+    stdout, stderr = run.communicate(timeout=300)
+    assert run.returncode == 1, stdout[-2000:] + stderr[-2000:]
+    problems = json.loads(stdout)["verification"]["problems"] if "verification" in stdout else stdout
+    assert "twins" in str(problems) and not out.exists()
