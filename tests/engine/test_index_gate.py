@@ -19,7 +19,7 @@ from tests.native.hnsw_damage import churn_spec, cut_off, mark_deleted, segment_
 pytestmark = pytest.mark.integration
 
 REBUILDS = 20
-IN_EVERY_RUN = 6  # the other 14 rounds run with `make test-slow`, to keep `make test` within CI's budget
+IN_EVERY_RUN = 4  # the other 16 rounds run with `make test-slow`, to keep `make test` within CI's budget
 
 
 @pytest.mark.parametrize("round_", [pytest.param(n, marks=[pytest.mark.slow] if n >= IN_EVERY_RUN else [])
