@@ -36,7 +36,8 @@ from chroma_migrate.compare import (
 )
 from chroma_migrate.errors import MigrationError
 from chroma_migrate.inspection import CollectionInfo, DatabaseInfo, describe_database
-from chroma_migrate.native import open_database
+from chroma_migrate.native import NativeCollection, open_database
+from chroma_migrate.native.hnsw_files import read_header
 from chroma_migrate.native.hnsw_health import IndexHealth, check_index_health
 from chroma_migrate.native.nearest import nearest_ids
 from chroma_migrate.native.stored_compare import StoredRowsComparer
@@ -179,7 +180,8 @@ def collection_verdict(source: CollectionInfo, target: CollectionInfo, share: Ra
 
 
 def _database_problems(source: DatabaseInfo, target: DatabaseInfo) -> list[str]:
-    """Every tenant and database of the source (empty ones too) is in the target with its id."""
+    """Every tenant and database of the source (empty ones too) is in the target with its id (the
+    accounting compares the names too, from its own SQL; the ids are checked only here)."""
     def keyed(info: DatabaseInfo) -> dict[tuple[str, str], str]:
         return {(d["tenant"], d["name"]): d["id"] for d in info.databases}
 
@@ -271,10 +273,9 @@ def verify_databases(source_db: Path, target_db: Path, *, source_version: str | 
                                        source_version, target_version, query_sets, source_plans is None,
                                        workers, phases, scratch)
         else:
-            results, text_found = _compare_native(sources, target_info, present, plans, Path(source_db),
-                                            Path(target_db), source_version, target_version, query_sets,
-                                            target_nearest, source_plans is not None, workers, phases, scratch,
-                                            text)
+            results, text_found = _compare_native(
+                sources, target_info, present, plans, Path(source_db), Path(target_db), source_version,
+                target_version, query_sets, target_nearest, source_plans is not None, workers, phases, scratch, text)
     problems += [f"{r['collection']}: {p}" for r in results for p in r["problems"]]
     problems += text_found.get("problems", [])
     return {"passed": not problems, "problems": problems, "source_version": source_version,
@@ -350,10 +351,23 @@ def index_health(source_db: Path, target_db: Path, names: list[str]) -> dict[str
     with open_database(source_db) as source, open_database(target_db) as target:
         for name in names:
             mine, theirs = source.collection(name), target.collection(name)
-            carried = bool(mine.facts.vector_segment) and mine.facts.vector_segment == theirs.facts.vector_segment
-            baseline = check_index_health(mine, name) if carried else None
+            baseline = check_index_health(mine, name) if _graph_carried(mine, theirs, source_db, target_db) else None
             found[name] = check_index_health(theirs, name, baseline if baseline and baseline.passed else None)
     return found
+
+
+def _graph_carried(source: NativeCollection, target: NativeCollection, source_db: Path, target_db: Path) -> bool:
+    """The same vector segment holding as many elements on both sides: the graph was carried over
+    unchanged. An upgrade that applied pending log rows inserted elements, and hnswlib's inserts
+    re-prune their neighbours' links, so such a graph is judged alone."""
+    segment = source.facts.vector_segment
+    if not segment or segment != target.facts.vector_segment:
+        return False
+    try:
+        counts = {read_header(db / segment).element_count for db in (Path(source_db), Path(target_db))}
+    except (OSError, MigrationError):  # no flushed index on a side: nothing carried to compare
+        return False
+    return len(counts) == 1
 
 
 def _text_answers(source_db: Path, target_db: Path, target_copy: Path | None, plans: dict[str, CollectionPlan],
