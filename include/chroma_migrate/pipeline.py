@@ -220,6 +220,14 @@ def verify_run(paths: RunPaths, plan: dict[str, Any], batch_size: int | None = N
     return report
 
 
+def self_retrieval_text(recall: dict[str, Any]) -> str:
+    """`found/checked` sampled stored vectors the target finds as their own nearest neighbours."""
+    found = recall.get("self_retrieval")
+    if not found or not found.get("checked"):
+        return "n/a"
+    return f"{found['found_by_target'] + found['found_by_graph_walk']}/{found['checked']}"
+
+
 def render_report_markdown(plan: dict[str, Any], report: dict[str, Any]) -> str:
     verdict = "PASSED" if report["passed"] else "FAILED"
     lines = [
@@ -228,8 +236,9 @@ def render_report_markdown(plan: dict[str, Any], report: dict[str, Any]) -> str:
         f"- strategy: **{plan['strategy']}** ({plan['reason']})",
         f"- collections: {', '.join(plan['collections'])}",
         "",
-        "| collection | source | target | identical | equivalent | missing | extra | different | recall |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| collection | source | target | identical | equivalent | missing | extra | different | recall | "
+        "self-retrieval |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for c in report["collections"]:
         r = c.get("records") or {}
@@ -238,7 +247,8 @@ def render_report_markdown(plan: dict[str, Any], report: dict[str, Any]) -> str:
                        if recall.get("queries") else "n/a")
         lines.append(f"| {c['collection']} | {r.get('source_count', '-')} | {r.get('target_count', '-')} | "
                      f"{r.get('identical', '-')} | {r.get('equivalent', '-')} | {r.get('missing', '-')} | "
-                     f"{r.get('extra', '-')} | {r.get('different', '-')} | {recall_text} |")
+                     f"{r.get('extra', '-')} | {r.get('different', '-')} | {recall_text} | "
+                     f"{self_retrieval_text(recall)} |")
     if report["problems"]:
         lines += ["", "## Problems", *[f"- {p}" for p in report["problems"]]]
     notes = [f"- {c['collection']}: {n}" for c in report["collections"] for n in c.get("notes", [])]

@@ -51,6 +51,9 @@ def render_verification(report: dict[str, Any]) -> str:
         recall = c["recall"]
         recall_text = (f"recall {recall['source_recall']:.3f}->{recall['target_recall']:.3f}"
                        if recall.get("queries") else "recall n/a")
+        found = recall.get("self_retrieval") or {}
+        if found.get("checked"):
+            recall_text += f", self {found['found_by_target'] + found['found_by_graph_walk']}/{found['checked']}"
         lines.append(
             f"  {c['collection']:<24} {'ok ' if c['passed'] else 'BAD'} {records['source_count']:>8} -> "
             f"{records['target_count']:<8} identical {records['identical']}, equivalent {records['equivalent']}, "
