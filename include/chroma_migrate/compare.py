@@ -309,7 +309,7 @@ def compare_native_ranges(source_db: str, target_db: str, name: str, space: str,
                 best = _nearest_among(space, queries, stored.ids, stored.vectors, k,
                                       best if best is not None else [[] for _ in range(len(queries))])
             alike = _stored_alike(stored, target_collection, rows, low, high) if stored is not None else None
-            if stored is not None and alike is not None:
+            if alike is not None:
                 result.add_identical_range(len(stored.ids), range_digest(stored.ids, stored.vectors),
                                            range_digest(alike.ids, alike.vectors))
                 continue

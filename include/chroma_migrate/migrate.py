@@ -69,6 +69,8 @@ class MigrationState:
     phases: PhaseLog
     background: ThreadPoolExecutor
     attempts: list[Attempt] = field(default_factory=list)
+    # Batches and queries depend on the source alone: a fallback to rebuild reuses the upgrade's.
+    prepared: tuple[dict[str, CollectionPlan], dict[str, QuerySet], TextAnswers] | None = None
 
     @property
     def source_copy(self) -> Path:
@@ -187,7 +189,10 @@ def _verify(state: MigrationState, source_plans: dict[str, CollectionPlan] | Non
 
 def _recall_queries(state: MigrationState) -> tuple[dict[str, CollectionPlan], dict[str, QuerySet], TextAnswers]:
     """Batches, recall queries and the text queries' sample, all taken natively from the source before
-    the target runs; the source version's fresh answers to the text queries start meanwhile."""
+    the target runs; the source version's fresh answers to the text queries start meanwhile (once
+    per migration: a fallback attempt reuses them)."""
+    if state.prepared is not None:
+        return state.prepared
     query_dir = state.stage / "queries"
     query_dir.mkdir(exist_ok=True)
     dimensions = {name: state.info.collection(name).dimension for name in state.names}
@@ -196,7 +201,8 @@ def _recall_queries(state: MigrationState) -> tuple[dict[str, CollectionPlan], d
     pick_queries(Path(state.info.path), plans, query_sets)
     text = start_text_answers(Path(state.info.path), plans, state.stage / "text", state.info.reader_version,
                               state.target.version, state.background)
-    return plans, query_sets, text
+    state.prepared = (plans, query_sets, text)
+    return state.prepared
 
 
 def _upgrade(state: MigrationState) -> dict[str, Any]:

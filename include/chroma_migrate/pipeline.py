@@ -24,7 +24,7 @@ from chroma_migrate.faults import fault_point
 from chroma_migrate.inspection import describe_database
 from chroma_migrate.phases import PhaseLog
 from chroma_migrate.probe import probe, refuse_forced_upgrade
-from chroma_migrate.report import render_verification
+from chroma_migrate.report import render_verification, self_retrieval_text
 from chroma_migrate.snapshots.manifest import MANIFEST_NAME
 from chroma_migrate.staging_space import cleaned_when_full
 from chroma_migrate.target_collections import create_target_collections
@@ -218,14 +218,6 @@ def verify_run(paths: RunPaths, plan: dict[str, Any], batch_size: int | None = N
     paths.report_json.write_text(json.dumps(report, indent=2, default=str))
     paths.report_md.write_text(render_report_markdown(plan, report))
     return report
-
-
-def self_retrieval_text(recall: dict[str, Any]) -> str:
-    """`found/checked` sampled stored vectors the target finds as their own nearest neighbours."""
-    found = recall.get("self_retrieval")
-    if not found or not found.get("checked"):
-        return "n/a"
-    return f"{found['found_by_target'] + found['found_by_graph_walk']}/{found['checked']}"
 
 
 def render_report_markdown(plan: dict[str, Any], report: dict[str, Any]) -> str:

@@ -40,6 +40,14 @@ def render_probe(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def self_retrieval_text(recall: dict[str, Any]) -> str:
+    """`found/checked` sampled stored vectors the target finds as their own nearest neighbours."""
+    found = recall.get("self_retrieval")
+    if not found or not found.get("checked"):
+        return "n/a"
+    return f"{found['found_by_target'] + found['found_by_graph_walk']}/{found['checked']}"
+
+
 def render_verification(report: dict[str, Any]) -> str:
     verdict = "PASSED" if report["passed"] else "FAILED"
     lines = [f"verification {verdict}: chromadb {report['source_version']} -> {report['target_version']}"]
@@ -51,9 +59,8 @@ def render_verification(report: dict[str, Any]) -> str:
         recall = c["recall"]
         recall_text = (f"recall {recall['source_recall']:.3f}->{recall['target_recall']:.3f}"
                        if recall.get("queries") else "recall n/a")
-        found = recall.get("self_retrieval") or {}
-        if found.get("checked"):
-            recall_text += f", self {found['found_by_target'] + found['found_by_graph_walk']}/{found['checked']}"
+        if (found := self_retrieval_text(recall)) != "n/a":
+            recall_text += f", self {found}"
         lines.append(
             f"  {c['collection']:<24} {'ok ' if c['passed'] else 'BAD'} {records['source_count']:>8} -> "
             f"{records['target_count']:<8} identical {records['identical']}, equivalent {records['equivalent']}, "
