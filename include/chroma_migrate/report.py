@@ -45,7 +45,8 @@ def self_retrieval_text(recall: dict[str, Any]) -> str:
     found = recall.get("self_retrieval")
     if not found or not found.get("checked"):
         return "n/a"
-    return f"{found['found_by_target'] + found['found_by_graph_walk']}/{found['checked']}"
+    text = f"{found['found_by_target'] + found['found_by_graph_walk']}/{found['checked']}"
+    return f"{text} ({found['unreachable']} unreachable)" if found.get("unreachable") else text
 
 
 def render_verification(report: dict[str, Any]) -> str:

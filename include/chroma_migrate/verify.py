@@ -150,7 +150,7 @@ def collection_verdict(source: CollectionInfo, target: CollectionInfo, share: Ra
             answered, truth, k)
         allowed = recall_tolerance(source_recall, len(truth) * k)
         found = index_gate.self_retrieval(str(source.index.get("space", "l2")), share.best, answered, target_db,
-                                          source.name, queries_file, k)
+                                          source.name, queries_file, k, _orphans(health))
         recall = {"queries": len(truth), "k": k, "source_recall": round(source_recall, 4),
                   "target_recall": round(target_recall, 4), "allowed_drop": round(allowed, 4),
                   "self_retrieval": found.to_dict()}
@@ -160,6 +160,9 @@ def collection_verdict(source: CollectionInfo, target: CollectionInfo, share: Ra
                          "(every stored vector sampled was still found)")
         if problem := index_gate.self_retrieval_problem(found, share.best):
             problems.append(problem)
+        if found.orphans:
+            notes.append(f"{len(found.orphans)} of {found.checked} sampled stored vectors belong to elements no "
+                         "search path reaches; the index health check judges those")
     if health is not None:
         problems += health.problems
         recall["index_health"] = {key: value for key, value in health.to_dict().items()
@@ -177,6 +180,11 @@ def collection_verdict(source: CollectionInfo, target: CollectionInfo, share: Ra
     return {"collection": source.name, "passed": not problems, "problems": problems, "notes": notes,
             "records": comparison.to_dict(), "index": {"source": source.index, "target": target.index},
             "recall": recall}
+
+
+def _orphans(health: IndexHealth | None) -> frozenset[str]:
+    """The ids no search path reaches, when the health check judged them (its verdict stands for them)."""
+    return frozenset(health.unreachable_ids) if health is not None else frozenset()
 
 
 def _database_problems(source: DatabaseInfo, target: DatabaseInfo) -> list[str]:

@@ -75,3 +75,44 @@ def test_the_undamaged_upgrade_passes(upgraded):
     source, out = upgraded
     result = run_cli("verify", str(source), str(out), "--json")
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_a_sampled_orphan_the_source_also_orphans_is_left_to_the_health_check(upgraded, tmp_path):
+    """The CI failure this guards: hnswlib's pruning orphaned an element of a sound 1.0.20 index,
+    the upgrade carried it over, and a sampled query landed on it. Here both sides lose the same
+    1% of elements (the same graph, the same surgery), so the health check passes them against the
+    baseline, and self-retrieval sets those misses aside instead of refusing; without the health
+    check's verdict the same misses are refused, and a reachable vector is still found."""
+    import shutil
+
+    import numpy as np
+
+    from chroma_migrate import index_gate
+    from chroma_migrate.native import open_database
+    from chroma_migrate.native.hnsw_health import check_index_health
+    from tests.native.hnsw_damage import cut_off, segment_folder
+
+    source, out = upgraded
+    both = {side: tmp_path / side for side in ("source", "target")}
+    shutil.copytree(source, both["source"])
+    shutil.copytree(out, both["target"])
+    victims = [cut_off(segment_folder(db, "churn"), 0.01) for db in both.values()]
+    assert np.array_equal(*victims)
+    with open_database(both["source"]) as mine, open_database(both["target"]) as theirs:
+        health = check_index_health(theirs.collection("churn"), "churn", check_index_health(mine.collection("churn"),
+                                                                                            "churn"))
+        assert health.passed and health.unreachable_ids, health.problems
+        reachable = next(i for i in theirs.collection("churn").ids() if i not in set(health.unreachable_ids))
+        asked = [*health.unreachable_ids[:3], reachable]
+        batches = [theirs.collection("churn").read_range(i, i + "\0") for i in asked]
+    queries = tmp_path / "queries.npy"
+    np.save(queries, np.vstack([b.embeddings for b in batches]))
+    best = [[(0.0, record_id)] for record_id in asked]
+
+    judged = index_gate.self_retrieval("l2", best, None, both["target"], "churn", queries, 10,
+                                       frozenset(health.unreachable_ids))
+    assert (judged.checked, judged.found_by_graph_walk, len(judged.orphans), judged.missed) == (4, 1, 3, [])
+    assert index_gate.self_retrieval_problem(judged, best) is None
+
+    alone = index_gate.self_retrieval("l2", best, None, both["target"], "churn", queries, 10)
+    assert len(alone.missed) == 3 and "3 of 4" in index_gate.self_retrieval_problem(alone, best)
