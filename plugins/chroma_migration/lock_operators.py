@@ -31,7 +31,6 @@ class AcquireLockSensor(BaseSensorOperator):
         super().__init__(**kwargs)
         self.collection = collection
         self.run = run
-        self._holder: LockHeldError | None = None
 
     def _lock(self):
         state = MigrationRun.from_xcom(self.run)
@@ -41,7 +40,6 @@ class AcquireLockSensor(BaseSensorOperator):
         try:
             self._lock().acquire()
         except LockHeldError as held:
-            self._holder = held
             self.log.info("Lock busy: %s", held.problem)
             return False
         self.log.info("Lock taken for collection %s", self.collection)
@@ -54,19 +52,22 @@ class AcquireLockSensor(BaseSensorOperator):
         try:
             return super().execute(context)
         except AirflowSensorTimeout as exc:
-            holder = self._holder or self._current_holder()
-            raise AirflowFailException(
-                f"Gave up waiting {state.environment.lock_wait_minutes} min for the lock of {self.collection!r}: "
-                f"held by owner {getattr(holder, 'owner', '?')} until {getattr(holder, 'expires', '?')}. "
-                "Retry later, or if that owner is gone for good, wait for its expiry."
-            ) from exc
+            raise self.gave_up(state.environment.lock_wait_minutes) from exc
 
-    def _current_holder(self) -> LockHeldError | None:
-        try:
-            self._lock().acquire()
-        except LockHeldError as held:
-            return held
-        return None
+    def gave_up(self, waited_minutes: float) -> AirflowFailException:
+        """The failure after the wait, naming who holds the lock now. It reads the lock item and
+        never takes it: in reschedule mode the holder seen at the last poke is gone with that
+        process, and a lock that became free meanwhile must stay free (a failed setup task runs
+        no teardown, so a lock taken here would shut the compactor out until its lease ends)."""
+        current = self._lock().read()
+        if current is None:
+            return AirflowFailException(
+                f"Gave up waiting {waited_minutes} min for the lock of {self.collection!r}: it was released just as "
+                "the wait ran out, and was left free. Retry the run now.")
+        return AirflowFailException(
+            f"Gave up waiting {waited_minutes} min for the lock of {self.collection!r}: held by owner "
+            f"{current.get('owner', '?')} until {current.get('expires', '?')}. "
+            "Retry later, or if that owner is gone for good, wait for its expiry.")
 
 
 class ReleaseLockOperator(ChromaMigrationOperator):
