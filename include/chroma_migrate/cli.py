@@ -20,9 +20,10 @@ from chroma_migrate.batches import EXPORTERS
 from chroma_migrate.errors import MigrationError, VerificationFailedError
 from chroma_migrate.fixtures import build_database, receipt_spec
 from chroma_migrate.inspection import describe_database
-from chroma_migrate.migrate import DEFAULT_BATCH_SIZE, STRATEGIES, MigrationRequest, migrate
+from chroma_migrate.migrate import DEFAULT_BATCH_SIZE, MigrationRequest, migrate
 from chroma_migrate.probe import probe
 from chroma_migrate.runtimes import ensure_runtime, list_runtimes
+from chroma_migrate.strategy import REQUESTABLE
 from chroma_migrate.verify import READERS, verify_databases
 from chroma_migrate.versions import get_version, latest_version, supported_version_names
 
@@ -55,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate_cmd.add_argument("path", type=Path)
     migrate_cmd.add_argument("out", type=Path)
     migrate_cmd.add_argument("--target", default=latest_version().version, help="chromadb version to write")
-    migrate_cmd.add_argument("--strategy", default="auto", choices=STRATEGIES)
+    migrate_cmd.add_argument("--strategy", default="auto", choices=REQUESTABLE)
     migrate_cmd.add_argument("--export-with", default="native", choices=EXPORTERS,
                              help="rebuild export: the native reader in place (default) or the source's chromadb")
 

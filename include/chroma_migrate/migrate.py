@@ -26,7 +26,9 @@ from chroma_migrate.errors import (
 from chroma_migrate.faults import fault_point
 from chroma_migrate.inspection import DatabaseInfo, describe_database
 from chroma_migrate.phases import PhaseLog
-from chroma_migrate.probe import refuse_forced_upgrade
+from chroma_migrate.probe import read_natively
+from chroma_migrate.snapshots.manifest import MANIFEST_NAME
+from chroma_migrate.strategy import Strategy, choose_strategy, fallback_reason, requested_strategy
 from chroma_migrate.target_collections import create_target_collections
 from chroma_migrate.text_sample import TextAnswers, start_text_answers
 from chroma_migrate.verify import pick_queries, query_jobs, query_sets_for, verify_databases
@@ -36,7 +38,6 @@ from chroma_migrate.worker_client import run_worker
 NEAREST_KEY = "__nearest__"  # where the load operation puts its answers (worker/write_ops.py)
 TEXT_KEY = "__text__"
 
-STRATEGIES = ("auto", "upgrade", "rebuild")
 DEFAULT_BATCH_SIZE = 5000
 
 
@@ -84,8 +85,7 @@ class MigrationState:
 def validate_request(request: MigrationRequest) -> tuple[ChromaVersion, DatabaseInfo, list[str]]:
     """Everything that can be refused before any work is refused here."""
     target = get_version(request.target)
-    if request.strategy not in STRATEGIES:
-        raise MigrationError(f"Unknown strategy {request.strategy!r}.", f"Use one of {', '.join(STRATEGIES)}.")
+    requested_strategy(request.strategy)
     if request.batch_size < 1:
         raise MigrationError(f"--batch-size must be at least 1, got {request.batch_size}.",
                              f"Use a positive number; {DEFAULT_BATCH_SIZE} is the default.")
@@ -144,27 +144,26 @@ def migrate(request: MigrationRequest, log=print) -> dict[str, Any]:
 
 
 def _run_strategies(state: MigrationState, log) -> dict[str, Any]:
-    requested = state.request.strategy
-    downgrade = refuse_forced_upgrade(state.info.signature, state.target, requested)
-    plan = ["rebuild"] if requested == "rebuild" or downgrade else ["upgrade"]
-    if requested == "auto" and not downgrade:
-        plan.append("rebuild")
-    for position, strategy in enumerate(plan):
-        last = position == len(plan) - 1
+    """Run the chosen strategy (strategy.py); under `auto` a failed open or verification falls back
+    to a rebuild from the source."""
+    info, target = state.info, state.target
+    requested = Strategy(state.request.strategy)
+    reads_whole = read_natively(info) if requested is Strategy.AUTO and info.signature == target.signature else None
+    choice = choose_strategy(info, target, requested, reads_whole)
+    reason = choice.reason
+    for position, strategy in enumerate(choice.order):
         shutil.rmtree(state.target_db, ignore_errors=True)
         try:
-            verification = _upgrade(state) if strategy == "upgrade" else _rebuild(state)
+            verification = _rebuild(state) if strategy is Strategy.REBUILD else _upgrade(state)
         except (WorkerFailedError, VerificationFailedError) as exc:
-            state.attempts.append(Attempt(strategy, "failed", exc.problem))
-            if last:
+            state.attempts.append(Attempt(str(strategy), "failed", exc.problem))
+            if position == len(choice.order) - 1:
                 raise
-            log(f"{strategy} failed ({exc.problem}); falling back to rebuild")
+            log(f"{strategy} failed ({exc.problem}); falling back to {choice.fallback}")
+            reason = fallback_reason(strategy, exc.problem)
             continue
-        if strategy == "upgrade" and state.info.signature == state.target.signature:
-            strategy, reason = "noop", "already in the target's format: the files were copied and verified"
-        else:
-            reason = downgrade or ("requested" if requested != "auto" else "the target opens a copy and it verifies")
-        state.attempts.append(Attempt(strategy, "verified", reason))
+        done = "the files were copied and verified" if strategy is Strategy.NOOP else "verified"
+        state.attempts.append(Attempt(str(strategy), "verified", f"{reason}; {done}" if position == 0 else reason))
         return verification
     raise AssertionError("unreachable: the last strategy either returns or raises")
 
@@ -209,7 +208,8 @@ def _upgrade(state: MigrationState) -> dict[str, Any]:
     """Copy, let the target open (and migrate) the copy and answer the recall queries in the same
     process, drop unselected collections, verify natively."""
     with state.phases.phase("upgrade: copy"):
-        shutil.copytree(state.info.path, state.target_db)
+        # A snapshot downloaded from S3 carries its version's manifest; the new version gets its own.
+        shutil.copytree(state.info.path, state.target_db, ignore=shutil.ignore_patterns(MANIFEST_NAME))
     plans, query_sets, text = _recall_queries(state)
     with state.phases.phase("upgrade: open with target"):
         result = run_worker(state.target.version, "describe", {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import shutil
 from dataclasses import asdict, dataclass
@@ -19,20 +20,23 @@ from typing import Any
 
 from chroma_migrate.batches import Batch, CollectionPlan, export_collections, plan_collections
 from chroma_migrate.collection_spec import refuse_unrepresentable, target_collection_spec
-from chroma_migrate.errors import MigrationError
+from chroma_migrate.errors import MigrationError, VerificationFailedError, WorkerFailedError
 from chroma_migrate.faults import fault_point
 from chroma_migrate.inspection import describe_database
+from chroma_migrate.migrate import MigrationRequest, migrate
 from chroma_migrate.phases import PhaseLog
-from chroma_migrate.probe import probe, refuse_forced_upgrade
+from chroma_migrate.probe import read_natively
 from chroma_migrate.report import render_verification, self_retrieval_text
 from chroma_migrate.snapshots.manifest import MANIFEST_NAME
 from chroma_migrate.staging_space import cleaned_when_full
+from chroma_migrate.strategy import Strategy, choose_strategy, fallback_reason, requested_strategy
 from chroma_migrate.target_collections import create_target_collections
 from chroma_migrate.verify import verify_databases
 from chroma_migrate.versions import get_version
 from chroma_migrate.worker_client import run_worker
 
 PLAN_FORMAT = 1
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,9 @@ def run_key_for(run_id: str) -> str:
 
 
 def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch_size: int = 5000) -> dict[str, Any]:
-    """Probe the downloaded source and cut the work into batches; reuse the plan if it exists."""
+    """Choose the strategy (strategy.py: under `auto` the upgrade is done and verified here, and a
+    copy that fails either way is rebuilt instead) and cut the work into batches; reuse the plan
+    if it exists."""
     if paths.plan_file.is_file():
         return json.loads(paths.plan_file.read_text())
     if batch_size < 1:
@@ -83,18 +89,17 @@ def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch
     target = get_version(target_version)
     info = describe_database(paths.source)
     refuse_unrepresentable(info.collections, target)
-    downgrade = refuse_forced_upgrade(info.signature, target, strategy)
-    if strategy == "auto":
-        # Only auto needs the probe's copy-and-open; a forced strategy's own steps do that work.
-        with cleaned_when_full("probing a copy of the source", paths.root):
-            verdict = probe(paths.source, target.version, work_dir=paths.root)
-        chosen, reason = verdict.strategy, verdict.reason
-    else:
-        chosen, reason = strategy, downgrade or f"{strategy} requested"
+    requested = requested_strategy(strategy)
+    reads_whole = read_natively(info) if requested is Strategy.AUTO and info.signature == target.signature else None
+    choice = choose_strategy(info, target, requested, reads_whole)
+    chosen, reason, upgraded = choice.first, choice.reason, False
+    if chosen is Strategy.UPGRADE and choice.fallback is Strategy.REBUILD:
+        chosen, reason, upgraded = attempt_upgrade(paths, target.version, batch_size, reason)
     batches: list[dict[str, Any]] = []
     if chosen == "upgrade":
         total = sum(c.records for c in info.collections)
-        batches = [{"index": 0, "kind": "upgrade", "collection": None, "records": total}]
+        batches = [{"index": 0, "kind": "upgrade", "collection": None, "records": total,
+                    "upgraded_in_plan": upgraded}]
     elif chosen == "rebuild":
         dimensions = {c.name: c.dimension for c in info.collections}
         records = {c.name: c.records for c in info.collections}
@@ -103,7 +108,7 @@ def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch
                 batches.append({"index": len(batches), "kind": "rebuild", "collection": name,
                                 "records": records[name], "batch": asdict(batch), "dimension": dimensions[name]})
     plan = {
-        "format": PLAN_FORMAT, "strategy": chosen, "requested_strategy": strategy, "reason": reason,
+        "format": PLAN_FORMAT, "strategy": str(chosen), "requested_strategy": strategy, "reason": reason,
         "source_version": info.reader_version, "written_by": info.written_by, "target_version": target.version,
         "collections": [c.name for c in info.collections], "records": {c.name: c.records for c in info.collections},
         "batch_size": batch_size, "batches": batches,
@@ -118,6 +123,21 @@ def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch
     return plan
 
 
+def attempt_upgrade(paths: RunPaths, target_version: str, batch_size: int, reason: str) -> tuple[Strategy, str, bool]:
+    """`auto`'s upgrade, run by the same engine call as the CLI's (copy, the target opens it,
+    verification against the source) into the run's target folder: (strategy, reason, upgraded).
+    A copy the target cannot open or that fails verification falls back to a rebuild."""
+    shutil.rmtree(paths.target, ignore_errors=True)
+    request = MigrationRequest(paths.source, paths.target, target_version, strategy="upgrade", batch_size=batch_size)
+    with cleaned_when_full("upgrading a copy of the source", paths.root, paths.target):
+        try:
+            migrate(request, log=logger.info)
+        except (WorkerFailedError, VerificationFailedError) as exc:
+            shutil.rmtree(paths.target, ignore_errors=True)
+            return Strategy.REBUILD, fallback_reason(Strategy.UPGRADE, exc.problem), False
+    return Strategy.UPGRADE, f"{reason}; verified", True
+
+
 def batch_label(batch: dict[str, Any]) -> str:
     """What the Airflow UI shows for a mapped batch."""
     if batch["kind"] == "upgrade":
@@ -129,6 +149,9 @@ def batch_label(batch: dict[str, Any]) -> str:
 def export_batch(paths: RunPaths, plan: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
     """Rebuild: one id range to Parquet. Upgrade: copy the source and let the target open it."""
     fault_point("export_batch", batch["index"])
+    if batch["kind"] == "upgrade" and batch.get("upgraded_in_plan") and paths.target.is_dir():
+        counts = {c.name: c.records for c in describe_database(paths.target).collections}
+        return {"index": batch["index"], "kind": "upgrade", "count": sum(counts.values()), "counts": counts}
     if batch["kind"] == "upgrade":
         staging = paths.root / "target.upgrading"
         shutil.rmtree(staging, ignore_errors=True)

@@ -18,6 +18,7 @@ from chroma_migrate.collection_spec import unrepresentable
 from chroma_migrate.errors import MigrationError, WorkerFailedError
 from chroma_migrate.inspection import DatabaseInfo, describe_database
 from chroma_migrate.native import check_integrity
+from chroma_migrate.strategy import Strategy, choose_strategy
 from chroma_migrate.versions import ChromaVersion, get_version
 from chroma_migrate.worker_client import run_worker
 
@@ -41,31 +42,6 @@ class ProbeResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def downgrade_reason(signature: dict[str, int], target: ChromaVersion) -> str | None:
-    newer = [f"{name} migration {number}" for name, number in sorted(signature.items())
-             if number > target.signature.get(name, 0)]
-    if not newer:
-        return None
-    known = ", ".join(f"{name} up to {target.signature.get(name, 0)}" for name, _ in sorted(signature.items()))
-    return (f"the database has {', '.join(newer)} but chromadb {target.version} knows {known}: "
-            f"an older version cannot open a newer schema (1.0.20 panics on sysdb 10), so the data is "
-            f"rebuilt in its format")
-
-
-def refuse_forced_upgrade(signature: dict[str, int], target: ChromaVersion, strategy: str) -> str | None:
-    """The downgrade reason, if any; an explicitly requested upgrade of a newer schema is refused."""
-    reason = downgrade_reason(signature, target)
-    if strategy == "upgrade" and reason:
-        raise MigrationError(f"The upgrade strategy cannot work here: {reason}.",
-                             "Use the rebuild or auto strategy.")
-    return reason
-
-
-def pending_migrations(signature: dict[str, int], target: ChromaVersion) -> list[str]:
-    return [f"{name} {signature.get(name, 0)}→{number}" for name, number in sorted(target.signature.items())
-            if number > signature.get(name, 0)]
 
 
 def try_open_copy(info: DatabaseInfo, target: ChromaVersion, work_dir: Path | None) -> tuple[bool, str]:
@@ -97,23 +73,20 @@ def read_natively(info: DatabaseInfo) -> tuple[bool, str]:
 
 
 def probe(path: Path, target_version: str, *, work_dir: Path | None = None) -> ProbeResult:
+    """A dry run of `auto` (strategy.py): the same decision, where an upgrade is predicted by the
+    target opening a copy and counting its records, not yet verified as the migration would."""
     target = get_version(target_version)
     info = describe_database(path)
     blocked = {c.name: "; ".join(problem for problem, _fix in found) for c in info.collections
                if (found := unrepresentable(c, target))}
-    if info.signature == target.signature:
-        readable, detail = read_natively(info)
-        strategy, reason = ("noop", f"already in chromadb {target.version}'s format; {detail}") if readable else (
-            "rebuild", detail)
-    elif reason := downgrade_reason(info.signature, target):
-        strategy = "rebuild"
-    else:
+    reads_whole = read_natively(info) if info.signature == target.signature else None
+    choice = choose_strategy(info, target, Strategy.AUTO, reads_whole)
+    strategy, reason = choice.first, choice.reason
+    if strategy is Strategy.UPGRADE:
         opened, detail = try_open_copy(info, target, work_dir)
-        steps = ", ".join(pending_migrations(info.signature, target))
-        strategy, reason = ("upgrade", f"chromadb {target.version} applies migrations {steps}; {detail}") if (
-            opened) else ("rebuild", detail)
-    verdicts = [CollectionVerdict(c.name, "blocked" if c.name in blocked else strategy,
+        strategy, reason = (Strategy.UPGRADE, f"{reason}; {detail}") if opened else (Strategy.REBUILD, detail)
+    verdicts = [CollectionVerdict(c.name, "blocked" if c.name in blocked else str(strategy),
                                   blocked.get(c.name, reason)) for c in info.collections]
-    overall = "blocked" if blocked else strategy
+    overall = "blocked" if blocked else str(strategy)
     return ProbeResult(str(path), target.version, info.signature, info.written_by, overall,
                        "; ".join(blocked.values()) if blocked else reason, verdicts)

@@ -17,7 +17,7 @@ from airflow.sdk import DAG, Param
 from airflow.sdk.definitions.param import ParamsDict  # noqa: F401  (Param schemas validate in the trigger form)
 
 from chroma_migrate.config import MigrationConfig, load_config
-from chroma_migrate.migrate import STRATEGIES
+from chroma_migrate.strategy import REQUESTABLE
 from chroma_migrate.versions import supported_version_names
 from chroma_migration.lock_operators import AcquireLockSensor, ReleaseLockOperator
 from chroma_migration.publish_operators import PublishSnapshotOperator, RollbackOperator
@@ -83,7 +83,7 @@ def build_migration_dag(collection: str, config: MigrationConfig, config_path: s
             "env": _env_param(config),
             "target_version": Param(None, type=["null", "string"], enum=[None, *supported_version_names()],
                                     description="chromadb version to move to (empty: the environment's target)."),
-            "strategy": Param("auto", enum=list(STRATEGIES),
+            "strategy": Param("auto", enum=list(REQUESTABLE),
                               description="auto probes; upgrade copies and lets the target migrate; rebuild re-adds."),
             "source_version_id": Param(None, type=["null", "string"], pattern=VERSION_ID_PATTERN,
                                        description="Snapshot to migrate (empty: what the live pointer names)."),

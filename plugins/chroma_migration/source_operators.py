@@ -12,10 +12,10 @@ from airflow.sdk import BaseOperator
 from chroma_migrate.config import load_config
 from chroma_migrate.errors import MigrationError
 from chroma_migrate.inspection import describe_database
-from chroma_migrate.migrate import STRATEGIES
 from chroma_migrate.native import check_integrity
 from chroma_migrate.pipeline import RunPaths, plan_run
 from chroma_migrate.staging_space import check_staging_space, cleaned_when_full
+from chroma_migrate.strategy import requested_strategy
 from chroma_migrate.versions import get_version
 from chroma_migration.base import ChromaMigrationOperator
 from chroma_migration.hooks import ChromaSnapshotHook
@@ -86,10 +86,7 @@ class ResolveSnapshotOperator(BaseOperator):
                                  f"Use one of {', '.join(config.collections)}.")
         environment = config.environment(str(self.env))
         target = get_version(str(self.target_version or environment.target_version)).version
-        self.strategy = self.strategy or "auto"
-        if self.strategy not in STRATEGIES:
-            raise MigrationError(f"Param strategy {self.strategy!r} is not known.",
-                                 f"Use one of {', '.join(STRATEGIES)}.")
+        self.strategy = str(requested_strategy(str(self.strategy or "auto")))
         batch_size = environment.batch_size if self.batch_size in (None, "") else int(self.batch_size)
         if batch_size < 1:
             raise MigrationError(f"Param batch_size must be at least 1, got {batch_size}.", "Pass a positive number.")

@@ -1,0 +1,46 @@
+"""The CLI and the DAG are two drivers of one engine: for the same source they choose the same
+strategy (strategy.py's `auto`) and write equal databases. One upgrade case, and one fallback
+case whose upgraded copy fails verification (0.4.24's stale full-text rows, kept by 1.x's own
+upgrade), which both must rebuild instead."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chroma_migrate.fixtures import receipt_spec
+from tests.airflow_harness.harness import run_dag_test
+from tests.conftest import dump_records, run_cli
+from tests.dags.conftest import SMALL_SPEC
+from tests.engine.records import assert_same_records, spaces_of
+
+pytestmark = pytest.mark.integration
+
+DAG = "chroma_migration__words"
+STALE_TEXT_SPEC = receipt_spec(records=300, dim=16, big_dim=None, missing_documents=False)
+
+
+@pytest.mark.parametrize(("version", "spec", "strategy"), [
+    pytest.param("1.0.20", SMALL_SPEC, "upgrade", id="upgrade"),
+    pytest.param("0.4.24", STALE_TEXT_SPEC, "rebuild", id="verification-fallback"),
+])
+def test_the_cli_and_the_dag_choose_the_same_strategy_and_write_equal_databases(system, tmp_path, version, spec,
+                                                                                strategy):
+    seed_db = system.seed("words", version=version, spec=spec)
+    cli = json.loads(run_cli("migrate", str(seed_db), str(tmp_path / "cli"), "--target", "1.5.9", "--json",
+                             check=True).stdout)
+    result = run_dag_test(system.env, DAG, conf={"env": "dev"}, timeout_s=900)
+    assert result.state == "success", result.summary()
+    live = system.s3("words").read_pointer()
+    manifest = system.s3("words").read_manifest(system.layout("words").version_prefix(live))
+    assert cli["strategy"] == manifest["strategy"] == strategy
+    if strategy == "rebuild":
+        assert [a["strategy"] for a in cli["attempts"]] == ["upgrade", "rebuild"]
+        assert "full-text rows" in cli["attempts"][0]["reason"]
+        assert "full-text rows" in result.log and "rebuilt from the source instead" in result.log
+    dag_db = system.layout("words").efs_version_dir(live)
+    written = dump_records("1.5.9", tmp_path / "cli")
+    assert_same_records(written, dump_records("1.5.9", dag_db), spaces_of(written))
+    same = run_cli("verify", str(tmp_path / "cli"), str(dag_db), "--json")
+    assert same.returncode == 0, same.stdout[-3000:]
