@@ -44,9 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chroma_migrate.fixtures import cached_database, spec_key
 from chroma_migrate.inspection import describe_database
 from chroma_migrate.runtimes import ensure_runtime
+from chroma_migrate_testkit.fixtures import cached_database, spec_key
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent

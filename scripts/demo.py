@@ -17,13 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-from chroma_migrate.fixtures import cached_database, receipt_spec
 from chroma_migrate.inspection import describe_database
 from chroma_migrate.snapshots.efs_store import EfsSnapshotStore
 from chroma_migrate.snapshots.layout import SnapshotLayout
 from chroma_migrate.snapshots.s3_store import S3SnapshotStore
 from chroma_migrate.snapshots.tables import ensure_tables
-from chroma_migrate.standins import MotoServer, copy_database, seed_snapshot
+from chroma_migrate_testkit.fixtures import cached_database, receipt_spec
+from chroma_migrate_testkit.standins import MotoServer, copy_database, seed_snapshot
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / ".demo"

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from chroma_migrate.fixtures import cached_database, receipt_spec
-from chroma_migrate.standins import MotoServer
 from chroma_migrate.worker_client import run_worker
+from chroma_migrate_testkit.fixtures import cached_database, receipt_spec
+from chroma_migrate_testkit.standins import MotoServer
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_CACHE = REPO / ".cache" / "fixtures"

@@ -196,7 +196,7 @@ def _split(qualified: str | tuple[str, str, str]) -> tuple[str, str, str]:
 
 
 def decode_watermark(raw: object) -> int | None:
-    """0.4-0.6 store a segment's max seq id as 8 big-endian bytes, 1.x as an INTEGER (FORMAT.md).
+    """0.4-0.6 store a segment's max seq id as 8 big-endian bytes, 1.x as an INTEGER (docs/FORMAT.md).
 
     The same rule as `native.write_log.decode_watermark`, restated here so this module stays
     stdlib-only (that one pulls numpy in); None means a value neither encoding explains.
@@ -989,7 +989,7 @@ def _same_value(mine: tuple[str, Any], other: tuple[str, Any], source_bools: boo
         truth = other[1] if mine[0] == "int" else mine[1]
         return int_side_lacks_bools and number in (0, 1) and bool(number) == truth
     # Rule: chromadb 1.x re-parses floats with serde_json, sometimes 1 ulp from Python's float() of the
-    # same text (DESIGN.md); a float within 1 ulp is the same value written by another parser.
+    # same text (docs/DESIGN.md); a float within 1 ulp is the same value written by another parser.
     if kinds == {"float"}:
         return math.isfinite(mine[1]) and abs(mine[1] - other[1]) <= math.ulp(mine[1])
     return False

@@ -29,7 +29,7 @@ from chroma_migrate.native.nearest import nearest_ids
 from chroma_migrate.phases import PhaseLog
 from chroma_migrate.worker_client import run_worker
 
-EXPORTERS = ("native", "runtime")
+EXPORTERS: tuple[str, ...] = ("native", "runtime")  # run_types.Exporter's values
 PEAK_KEY = "__peak_rss_bytes__"  # not a valid collection name
 
 

@@ -18,13 +18,12 @@ from typing import Any
 from chroma_migrate import report
 from chroma_migrate.batches import EXPORTERS
 from chroma_migrate.errors import MigrationError, VerificationFailedError
-from chroma_migrate.fixtures import build_database, receipt_spec
 from chroma_migrate.inspection import describe_database
 from chroma_migrate.migrate import DEFAULT_BATCH_SIZE, MigrationRequest, migrate
 from chroma_migrate.probe import probe
 from chroma_migrate.runtimes import ensure_runtime, list_runtimes
 from chroma_migrate.strategy import REQUESTABLE
-from chroma_migrate.verify import READERS, verify_databases
+from chroma_migrate.verify import READERS, VerifyRequest, verify_databases
 from chroma_migrate.versions import get_version, latest_version, supported_version_names
 
 
@@ -120,10 +119,10 @@ def _verify(args) -> tuple[dict[str, Any], str, int]:
             source, target = Path(scratch) / "source", Path(scratch) / "target"
             shutil.copytree(args.source, source)
             shutil.copytree(args.target, target)
-        result = verify_databases(source, target, source_version=source_version,
-                                  target_version=target_version, collections=_collections(args.collections),
-                                  batch_size=args.batch_size, workers=args.workers, work_dir=Path(scratch),
-                                  reader=args.read_with)
+        result = verify_databases(VerifyRequest(
+            source, target, source_version=source_version, target_version=target_version,
+            collections=_collections(args.collections), batch_size=args.batch_size, workers=args.workers,
+            work_dir=Path(scratch), reader=args.read_with))
     result.update(source=str(args.source), target=str(args.target))
     return result, report.render_verification(result), 0 if result["passed"] else 1
 
@@ -144,6 +143,8 @@ def _runtime(args) -> tuple[dict[str, Any], str, int]:
 
 
 def _fixture(args) -> tuple[dict[str, Any], str, int]:
+    from chroma_migrate_testkit.fixtures import build_database, receipt_spec  # demo support, not the engine
+
     version = get_version(args.version)
     if args.lists and not version.supports_list_metadata:
         raise MigrationError(f"chromadb {version.version} cannot store list metadata.", "Drop --lists or use 1.5+.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,16 @@ class Environment:
     lock_lease_minutes: float
     lock_wait_minutes: float
     key_layout: KeyLayout
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values (paths as strings): how a run carries its resolved environment in XCom."""
+        values = asdict(self)
+        return values | {"efs_root": str(self.efs_root), "staging_root": str(self.staging_root)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Environment:
+        return cls(**{**values, "efs_root": Path(values["efs_root"]), "staging_root": Path(values["staging_root"]),
+                      "key_layout": KeyLayout(**values["key_layout"])})
 
 
 @dataclass(frozen=True)

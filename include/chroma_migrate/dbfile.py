@@ -109,7 +109,7 @@ class CollectionFacts:
 
 
 def _typed_value(row: tuple, names: list[str]) -> Any:
-    """Value precedence string, int, float, bool (FORMAT.md); bool stored as 0/1."""
+    """Value precedence string, int, float, bool (docs/FORMAT.md); bool stored as 0/1."""
     values = dict(zip(names, row, strict=True))
     for key in ("str_value", "string_value", "int_value", "float_value"):
         if values.get(key) is not None:
@@ -215,7 +215,7 @@ def _find_hnsw_settings(node: Any) -> dict[str, Any]:
 
 
 def index_settings(item: CollectionFacts, *, trust_config: bool) -> dict[str, Any]:
-    """The index settings (HNSW_DEFAULTS' names) in FORMAT.md's order: metadata, schema, then config.
+    """The index settings (HNSW_DEFAULTS' names) in docs/FORMAT.md's order: metadata, schema, then config.
 
     0.5/0.6 write "l2" into config_json_str even for cosine collections, so callers pass
     `trust_config=False` for 0.x databases.

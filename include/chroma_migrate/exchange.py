@@ -1,4 +1,4 @@
-"""The Parquet exchange format batches travel in between runtimes (see DESIGN.md).
+"""The Parquet exchange format batches travel in between runtimes (see docs/DESIGN.md).
 
 One row per record: `id`, `embedding` (fixed-size list of float32, bit-exact), `document`
 and `uri` (nullable), `metadata` (canonical JSON, or null for no metadata). JSON already

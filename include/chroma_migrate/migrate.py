@@ -31,7 +31,7 @@ from chroma_migrate.snapshots.manifest import MANIFEST_NAME
 from chroma_migrate.strategy import Strategy, choose_strategy, fallback_reason, requested_strategy
 from chroma_migrate.target_collections import create_target_collections
 from chroma_migrate.text_sample import TextAnswers, start_text_answers
-from chroma_migrate.verify import pick_queries, query_jobs, query_sets_for, verify_databases
+from chroma_migrate.verify import VerifyRequest, pick_queries, query_jobs, query_sets_for, verify_databases
 from chroma_migrate.versions import ChromaVersion, get_version
 from chroma_migrate.worker_client import run_worker
 
@@ -174,13 +174,13 @@ def _verify(state: MigrationState, source_plans: dict[str, CollectionPlan] | Non
             plans: dict[str, CollectionPlan] | None = None, text: TextAnswers | None = None) -> dict[str, Any]:
     """The native reader compares the source in place with the new database; chromadb is not started."""
     with state.phases.phase("verify"):
-        report = verify_databases(
+        report = verify_databases(VerifyRequest(
             Path(state.info.path), state.target_db, source_version=state.info.reader_version,
             target_version=state.target.version, collections=state.names, batch_size=state.request.batch_size,
             workers=state.request.workers, work_dir=state.stage, phases=state.phases,
             source_plans=source_plans, query_sets=query_sets, target_nearest=target_nearest, source_info=state.info,
             plans=plans, text=text,
-        )
+        ))
     if not report["passed"]:
         raise VerificationFailedError("Verification failed: " + "; ".join(report["problems"][:5]), report)
     return report

@@ -27,11 +27,12 @@ from chroma_migrate.migrate import MigrationRequest, migrate
 from chroma_migrate.phases import PhaseLog
 from chroma_migrate.probe import read_natively
 from chroma_migrate.report import render_verification, self_retrieval_text
+from chroma_migrate.run_types import BatchJob, BatchKind, ExportOutcome, LoadOutcome, MigrationPlan
 from chroma_migrate.snapshots.manifest import MANIFEST_NAME
 from chroma_migrate.staging_space import cleaned_when_full
 from chroma_migrate.strategy import Strategy, choose_strategy, fallback_reason, requested_strategy
 from chroma_migrate.target_collections import create_target_collections
-from chroma_migrate.verify import verify_databases
+from chroma_migrate.verify import VerifyRequest, verify_databases
 from chroma_migrate.versions import get_version
 from chroma_migrate.worker_client import run_worker
 
@@ -72,13 +73,19 @@ class RunPaths:
         return self.root / "verification.md"
 
 
+def read_plan(paths: RunPaths) -> MigrationPlan:
+    """The plan the run's plan step wrote (a later step never re-plans)."""
+    return json.loads(paths.plan_file.read_text())
+
+
 def run_key_for(run_id: str) -> str:
     """A file- and key-safe name for an Airflow run id, unique per run id."""
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_")[:80]
     return f"{readable}-{hashlib.sha256(run_id.encode()).hexdigest()[:8]}"
 
 
-def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch_size: int = 5000) -> dict[str, Any]:
+def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch_size: int = 5000,
+             ) -> MigrationPlan:
     """Choose the strategy (strategy.py: under `auto` the upgrade is done and verified here, and a
     copy that fails either way is rebuilt instead) and cut the work into batches; reuse the plan
     if it exists."""
@@ -95,19 +102,19 @@ def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch
     chosen, reason, upgraded = choice.first, choice.reason, False
     if chosen is Strategy.UPGRADE and choice.fallback is Strategy.REBUILD:
         chosen, reason, upgraded = attempt_upgrade(paths, target.version, batch_size, reason)
-    batches: list[dict[str, Any]] = []
-    if chosen == "upgrade":
+    batches: list[BatchJob] = []
+    if chosen is Strategy.UPGRADE:
         total = sum(c.records for c in info.collections)
-        batches = [{"index": 0, "kind": "upgrade", "collection": None, "records": total,
+        batches = [{"index": 0, "kind": BatchKind.UPGRADE.value, "collection": None, "records": total,
                     "upgraded_in_plan": upgraded}]
-    elif chosen == "rebuild":
+    elif chosen is Strategy.REBUILD:
         dimensions = {c.name: c.dimension for c in info.collections}
         records = {c.name: c.records for c in info.collections}
         for name, plan in plan_collections(paths.source, dimensions, batch_size).items():
             for batch in plan.batches:
-                batches.append({"index": len(batches), "kind": "rebuild", "collection": name,
+                batches.append({"index": len(batches), "kind": BatchKind.REBUILD.value, "collection": name,
                                 "records": records[name], "batch": asdict(batch), "dimension": dimensions[name]})
-    plan = {
+    plan: MigrationPlan = {
         "format": PLAN_FORMAT, "strategy": str(chosen), "requested_strategy": strategy, "reason": reason,
         "source_version": info.reader_version, "written_by": info.written_by, "target_version": target.version,
         "collections": [c.name for c in info.collections], "records": {c.name: c.records for c in info.collections},
@@ -138,21 +145,21 @@ def attempt_upgrade(paths: RunPaths, target_version: str, batch_size: int, reaso
     return Strategy.UPGRADE, f"{reason}; verified", True
 
 
-def batch_label(batch: dict[str, Any]) -> str:
+def batch_label(batch: BatchJob) -> str:
     """What the Airflow UI shows for a mapped batch."""
-    if batch["kind"] == "upgrade":
+    if batch["kind"] == BatchKind.UPGRADE:
         return "upgrade copy"
     low, high = batch["batch"]["low"] or "start", batch["batch"]["high"] or "end"
     return f"{batch['collection']} #{batch['batch']['index']} [{low[:24]} .. {high[:24]})"
 
 
-def export_batch(paths: RunPaths, plan: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
+def export_batch(paths: RunPaths, plan: MigrationPlan, batch: BatchJob) -> ExportOutcome:
     """Rebuild: one id range to Parquet. Upgrade: copy the source and let the target open it."""
     fault_point("export_batch", batch["index"])
-    if batch["kind"] == "upgrade" and batch.get("upgraded_in_plan") and paths.target.is_dir():
+    if batch["kind"] == BatchKind.UPGRADE and batch.get("upgraded_in_plan") and paths.target.is_dir():
         counts = {c.name: c.records for c in describe_database(paths.target).collections}
         return {"index": batch["index"], "kind": "upgrade", "count": sum(counts.values()), "counts": counts}
-    if batch["kind"] == "upgrade":
+    if batch["kind"] == BatchKind.UPGRADE:
         staging = paths.root / "target.upgrading"
         shutil.rmtree(staging, ignore_errors=True)
         with cleaned_when_full("copying the source for the upgrade", paths.root, staging):
@@ -187,7 +194,7 @@ def file_sha256(path: Path | str) -> str:
     return digest.hexdigest()
 
 
-def changed_exports(exported: dict[str, Any]) -> list[str]:
+def changed_exports(exported: ExportOutcome) -> list[str]:
     """Exported files that are gone or whose bytes differ from what the export recorded."""
     recorded = exported.get("sha256") or [None] * len(exported.get("files", []))
     problems = []
@@ -199,11 +206,10 @@ def changed_exports(exported: dict[str, Any]) -> list[str]:
     return problems
 
 
-def load_batch(paths: RunPaths, plan: dict[str, Any], batch: dict[str, Any], exported: dict[str, Any],
-               ) -> dict[str, Any]:
+def load_batch(paths: RunPaths, plan: MigrationPlan, batch: BatchJob, exported: ExportOutcome) -> LoadOutcome:
     """Write one exported batch into the target with upsert, so a retried load converges."""
     fault_point("load_batch", batch["index"])
-    if batch["kind"] == "upgrade":
+    if batch["kind"] == BatchKind.UPGRADE:
         return {"index": batch["index"], "kind": "upgrade", "count": exported["count"]}
     problems = changed_exports(exported)
     if problems:
@@ -226,7 +232,7 @@ def load_batch(paths: RunPaths, plan: dict[str, Any], batch: dict[str, Any], exp
             "count": loaded["written"], "collection_count_after": loaded["count"]}
 
 
-def verify_run(paths: RunPaths, plan: dict[str, Any], batch_size: int | None = None) -> dict[str, Any]:
+def verify_run(paths: RunPaths, plan: MigrationPlan, batch_size: int | None = None) -> dict[str, Any]:
     """Verify the new database against the source and store the report beside the run's files.
 
     The source is read again here (in place, by the native reader) rather than trusting the
@@ -234,16 +240,25 @@ def verify_run(paths: RunPaths, plan: dict[str, Any], batch_size: int | None = N
     of the export.
     """
     with cleaned_when_full("verifying (the verifier's copies are removed with it)", paths.root):
-        report = verify_databases(paths.source, paths.target, source_version=plan["source_version"],
-                                  target_version=plan["target_version"],
-                                  batch_size=batch_size or plan["batch_size"], work_dir=paths.root)
+        report = verify_databases(VerifyRequest(
+            paths.source, paths.target, source_version=plan["source_version"], target_version=plan["target_version"],
+            batch_size=batch_size or plan["batch_size"], work_dir=paths.root))
     report["strategy"] = plan["strategy"]
     paths.report_json.write_text(json.dumps(report, indent=2, default=str))
     paths.report_md.write_text(render_report_markdown(plan, report))
     return report
 
 
-def render_report_markdown(plan: dict[str, Any], report: dict[str, Any]) -> str:
+def verification_summary(plan: MigrationPlan, report: dict[str, Any], report_url: str, markdown: str,
+                         ) -> dict[str, Any]:
+    """What the approver reads and later tasks get from a passed verification."""
+    records = {c["collection"]: (c.get("records") or {}).get("target_count") for c in report["collections"]}
+    return {"passed": True, "strategy": plan["strategy"], "source_version": plan["source_version"],
+            "target_version": plan["target_version"], "records": records, "report": report_url,
+            "markdown": markdown}
+
+
+def render_report_markdown(plan: MigrationPlan, report: dict[str, Any]) -> str:
     verdict = "PASSED" if report["passed"] else "FAILED"
     lines = [
         f"# Verification {verdict}: chromadb {plan['source_version']} → {plan['target_version']}",

@@ -18,6 +18,7 @@ import tempfile
 import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -228,26 +229,46 @@ def query_jobs(query_sets: dict[str, QuerySet]) -> list[dict[str, Any]]:
             if q.file.is_file()]
 
 
-def verify_databases(source_db: Path, target_db: Path, *, source_version: str | None = None,
-                     target_version: str | None = None, collections: list[str] | None = None,
-                     batch_size: int = 5000, workers: int = 1, work_dir: Path | None = None,
-                     phases: PhaseLog | None = None, source_plans: dict[str, CollectionPlan] | None = None,
-                     query_sets: dict[str, QuerySet] | None = None,
-                     target_nearest: dict[str, list[list[str]]] | None = None,
-                     reader: str = "native", source_info: DatabaseInfo | None = None,
-                     plans: dict[str, CollectionPlan] | None = None, text: TextAnswers | None = None,
-                     ) -> dict[str, Any]:
-    """Compare two databases; `*_version` is the chromadb that answers for each side (default: its writer).
+@dataclass
+class VerifyRequest:
+    """What to compare, and what a migration already has in hand so nothing is read twice.
 
-    Native (default): both sides are read in place and stay byte-identical; the target's
-    recall answers come from `target_nearest` (the migration's own target process answered
-    them) or from the target's chromadb on a scratch copy. `source_plans` (an export of the
-    source that picked and answered `query_sets`) lets the rebuild path reuse its export.
-    Runtime: each side exported by its own chromadb, which writes to them: pass copies.
-    `source_info` spares describing the source again when the caller just did, and `plans`
-    (the source's id ranges at `batch_size`, not exported) cutting them again. `text` holds the
-    where / where_document answers the migration's target process gave (text_sample.TextAnswers).
+    `*_version` is the chromadb that answers for each side (default: its writer). Native reading
+    (the default) reads both sides in place and leaves them byte-identical; the target's recall
+    answers come from `target_nearest` (the migration's own target process answered them) or
+    from the target's chromadb on a scratch copy. Runtime reading exports each side with its own
+    chromadb, which writes to them: pass copies. `source_plans` (an export of the source that
+    picked and answered `query_sets`) lets a rebuild reuse its export; `source_info` spares
+    describing the source again, `plans` (the source's id ranges at `batch_size`, not exported)
+    cutting them again; `text` holds the where / where_document answers the migration's target
+    process gave (text_sample.TextAnswers).
     """
+
+    source_db: Path
+    target_db: Path
+    source_version: str | None = None
+    target_version: str | None = None
+    collections: list[str] | None = None
+    batch_size: int = 5000
+    workers: int = 1
+    work_dir: Path | None = None
+    reader: str = "native"
+    phases: PhaseLog | None = None
+    source_info: DatabaseInfo | None = None
+    plans: dict[str, CollectionPlan] | None = None
+    source_plans: dict[str, CollectionPlan] | None = None
+    query_sets: dict[str, QuerySet] | None = None
+    target_nearest: dict[str, list[list[str]]] | None = None
+    text: TextAnswers | None = None
+
+
+def verify_databases(request: VerifyRequest) -> dict[str, Any]:
+    """Compare two databases, every layer (see the module docstring); the report as a dict."""
+    source_db, target_db, reader, batch_size = request.source_db, request.target_db, request.reader, request.batch_size
+    collections, workers, work_dir, text = request.collections, request.workers, request.work_dir, request.text
+    source_plans, plans, query_sets = request.source_plans, request.plans, request.query_sets
+    target_nearest, source_info, phases = request.target_nearest, request.source_info, request.phases
+    source_version, target_version = request.source_version, request.target_version
     if reader not in READERS:
         raise MigrationError(f"Unknown reader {reader!r}.", f"Use one of {', '.join(READERS)}.")
     phases = phases or PhaseLog()

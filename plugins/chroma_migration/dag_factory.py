@@ -21,6 +21,7 @@ from chroma_migrate.strategy import REQUESTABLE
 from chroma_migrate.versions import supported_version_names
 from chroma_migration.lock_operators import AcquireLockSensor, ReleaseLockOperator
 from chroma_migration.publish_operators import PublishSnapshotOperator, RollbackOperator
+from chroma_migration.run_state import MigrationRun
 from chroma_migration.source_operators import (
     PlanMigrationOperator,
     ResolveRollbackOperator,
@@ -43,10 +44,9 @@ def _default_args() -> dict[str, Any]:
     return {"owner": "chroma-migrate", "retries": retries, "retry_delay": timedelta(seconds=30)}
 
 
-def _approval_branch(run: dict[str, Any], config_path: str | None, proceed: str) -> str:
-    """`approve` where the environment requires a human, else straight on to `proceed`."""
-    environment = load_config(Path(config_path) if config_path else None).environment(run["env"])
-    return "approve" if environment.require_approval else proceed
+def _approval_branch(run: dict[str, Any], proceed: str) -> str:
+    """`approve` where the run's environment requires a human, else straight on to `proceed`."""
+    return "approve" if MigrationRun.from_xcom(run).environment.require_approval else proceed
 
 
 def _dag_arguments() -> dict[str, Any]:
@@ -111,7 +111,7 @@ def build_migration_dag(collection: str, config: MigrationConfig, config_path: s
         live = ShortCircuitOperator(task_id="live_changes_allowed", python_callable=_live_changes_allowed,
                                     op_args=[run])
         branch = BranchPythonOperator(task_id="approval_required", python_callable=_approval_branch,
-                                      op_args=[run, config_path, "publish"])
+                                      op_args=[run, "publish"])
         approve = ApprovalOperator(
             task_id="approve",
             subject=f"Publish the migrated {collection} snapshot?",
@@ -149,7 +149,7 @@ def build_rollback_dag(collection: str, config: MigrationConfig, config_path: st
         run = resolve.output
         lock = AcquireLockSensor(task_id="acquire_lock", collection=collection, run=run)
         branch = BranchPythonOperator(task_id="approval_required", python_callable=_approval_branch,
-                                      op_args=[run, config_path, "rollback"])
+                                      op_args=[run, "rollback"])
         approve = ApprovalOperator(
             task_id="approve", subject=f"Roll the {collection} snapshot back?",
             body="Roll back from {{ ti.xcom_pull(task_ids='resolve_rollback')['source_version_id'] }} to "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
@@ -9,6 +11,7 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.config import Config
 
 from chroma_migrate.config import Environment
+from chroma_migrate.publishing import LiveSide
 from chroma_migrate.snapshots.efs_store import EfsSnapshotStore
 from chroma_migrate.snapshots.layout import SnapshotLayout
 from chroma_migrate.snapshots.ledger import BatchLedger
@@ -29,13 +32,36 @@ def retry_config(connection_config: Config | None) -> Config:
     return base if connection_config is None else base.merge(connection_config)
 
 
-class ChromaSnapshotHook:
-    """S3 and DynamoDB clients built by the Amazon provider (so `endpoint_url` and credentials
-    come from the connection), wrapped in the engine's snapshot store, lock and ledger."""
+class ChromaSnapshotHook(AwsBaseHook):
+    """One collection's snapshot system in one environment, from one Airflow AWS connection.
 
-    def __init__(self, environment: Environment, collection: str) -> None:
+    The Amazon provider resolves the connection (credentials, region, `endpoint_url`, its
+    `config_kwargs`) once; the S3 and DynamoDB clients come from one boto3 session and are made
+    once per hook, with the retry policy of `retry_config`. The engine's stores, lock and
+    ledger wrap them.
+
+    :param environment: the resolved environment of the run (bucket, tables, EFS root).
+    :param collection: the collection whose snapshots, lock and ledger entries are used.
+    """
+
+    hook_name = "ChromaDB snapshots"
+
+    def __init__(self, environment: Environment, collection: str, **kwargs: Any) -> None:
+        super().__init__(aws_conn_id=environment.aws_conn_id, client_type="s3", **kwargs)
         self.environment = environment
         self.collection = collection
+
+    @cached_property
+    def _session(self) -> Any:
+        return self.get_session()
+
+    @cached_property
+    def _retrying(self) -> Config:
+        return retry_config(self.conn_config.botocore_config)
+
+    def _client(self, service: str) -> Any:
+        endpoint = self.conn_config.get_service_endpoint_url(service_name=service)
+        return self._session.client(service, endpoint_url=endpoint, config=self._retrying, verify=self.verify)
 
     @cached_property
     def s3_client(self) -> Any:
@@ -45,11 +71,9 @@ class ChromaSnapshotHook:
     def dynamodb_client(self) -> Any:
         return self._client("dynamodb")
 
-    def _client(self, service: str) -> Any:
-        """A client that retries throttling and 5xx answers with backoff (see `retry_config`)."""
-        plain = AwsBaseHook(aws_conn_id=self.environment.aws_conn_id, client_type=service)
-        config = retry_config(plain.conn_config.botocore_config)
-        return AwsBaseHook(aws_conn_id=self.environment.aws_conn_id, client_type=service, config=config).get_conn()
+    def get_conn(self) -> Any:
+        """The S3 client (what an AwsBaseHook of client type s3 hands out)."""
+        return self.s3_client
 
     @cached_property
     def layout(self) -> SnapshotLayout:
@@ -68,8 +92,6 @@ class ChromaSnapshotHook:
         return EfsSnapshotStore(self.layout)
 
     def lock(self, owner: str) -> DynamoLock:
-        from datetime import timedelta
-
         return DynamoLock(self.dynamodb_client, self.environment.lock_table, self.collection, owner,
                           lease=timedelta(minutes=self.environment.lock_lease_minutes))
 
@@ -77,6 +99,8 @@ class ChromaSnapshotHook:
     def ledger(self) -> BatchLedger:
         return BatchLedger(self.dynamodb_client, self.environment.ledger_table)
 
-    def report_prefix(self, run_key: str) -> str:
-        """Where a run's verification reports go, beside the snapshots of the collection."""
-        return self.layout.pointer_key().rsplit("/", 1)[0] + f"/migrations/{run_key}/"
+    def live_side(self, run_key: str, guard: Callable[[], None] | None = None,
+                  log: Callable[[str], None] | None = None) -> LiveSide:
+        """The engine's view of this collection's live stores for one run's steps."""
+        return LiveSide(self.collection, run_key, self.s3, self.efs, self.ledger, self.layout,
+                        **({"guard": guard} if guard else {}), **({"log": log} if log else {}))

@@ -1,17 +1,19 @@
 """What one DAG run decided at its start, passed to every later task through XCom.
 
 Everything is keyed by the Airflow run id, never by the wall clock: a retried, cleared or
-backfilled run finds the same staging folder, ledger entries and lock owner.
+backfilled run finds the same staging folder, ledger entries and lock owner. The environment
+is resolved from the configuration file once, at the start, and carried with the run: an edit
+to the file mid-run changes the next run, never the rest of this one.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from functools import cached_property
 from typing import Any
 
-from chroma_migrate.config import Environment, load_config
+from chroma_migrate.config import Environment
 from chroma_migrate.pipeline import RunPaths, run_key_for
 
 OWNER_NAMESPACE = uuid.UUID("6c1f4f0e-3d8a-4a53-9d7e-2b8f6a1c9e55")
@@ -29,13 +31,13 @@ class MigrationRun:
     strategy: str
     batch_size: int
     dry_run: bool
-    config_path: str | None = None
+    resolved_environment: dict[str, Any]
 
     @classmethod
-    def start(cls, *, collection: str, env: str, run_id: str, source_version_id: str, target_version: str,
-              strategy: str, batch_size: int, dry_run: bool, config_path: str | None) -> MigrationRun:
-        return cls(collection, env, run_id, run_key_for(run_id), lock_owner_for(run_id), source_version_id,
-                   target_version, strategy, batch_size, dry_run, config_path)
+    def start(cls, *, collection: str, environment: Environment, run_id: str, source_version_id: str,
+              target_version: str, strategy: str, batch_size: int, dry_run: bool) -> MigrationRun:
+        return cls(collection, environment.name, run_id, run_key_for(run_id), lock_owner_for(run_id),
+                   source_version_id, target_version, strategy, batch_size, dry_run, environment.to_dict())
 
     @classmethod
     def from_xcom(cls, value: dict[str, Any]) -> MigrationRun:
@@ -44,9 +46,9 @@ class MigrationRun:
     def to_xcom(self) -> dict[str, Any]:
         return asdict(self)
 
-    @property
+    @cached_property
     def environment(self) -> Environment:
-        return load_config(Path(self.config_path) if self.config_path else None).environment(self.env)
+        return Environment.from_dict(self.resolved_environment)
 
     @property
     def paths(self) -> RunPaths:

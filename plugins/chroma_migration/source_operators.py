@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,40 +9,14 @@ from airflow.sdk import BaseOperator
 
 from chroma_migrate.config import load_config
 from chroma_migrate.errors import MigrationError
-from chroma_migrate.inspection import describe_database
-from chroma_migrate.native import check_integrity
-from chroma_migrate.pipeline import RunPaths, plan_run
-from chroma_migrate.staging_space import check_staging_space, cleaned_when_full
+from chroma_migrate.pipeline import plan_run
+from chroma_migrate.rollback import choose_rollback
+from chroma_migrate.snapshot_source import download_snapshot, resolve_source, stage_version
 from chroma_migrate.strategy import requested_strategy
 from chroma_migrate.versions import get_version
 from chroma_migration.base import ChromaMigrationOperator
 from chroma_migration.hooks import ChromaSnapshotHook
 from chroma_migration.run_state import MigrationRun
-
-SOURCE_MARKER = "source.json"
-
-
-def download_snapshot(hook: ChromaSnapshotHook, paths: RunPaths, version_id: str, setting: str) -> dict[str, Any]:
-    """Download once per run: a marker names the version the staged copy came from.
-
-    Checks first that the staging disk has room for the whole run (`setting` names the
-    configuration key to change), and removes a half-downloaded copy when the disk fills.
-    """
-    marker = paths.root / SOURCE_MARKER
-    if marker.is_file() and json.loads(marker.read_text()).get("version_id") == version_id and paths.source.is_dir():
-        return json.loads(marker.read_text())
-    partial = paths.root / "source.downloading"
-    shutil.rmtree(partial, ignore_errors=True)
-    snapshot_bytes = sum(hook.s3.list_objects(hook.layout.version_prefix(version_id)).values())
-    check_staging_space(paths.root, snapshot_bytes, setting)
-    with cleaned_when_full(f"downloading {version_id}", paths.root, partial):
-        manifest = hook.s3.download(version_id, partial)
-    shutil.rmtree(paths.source, ignore_errors=True)
-    partial.rename(paths.source)
-    facts = {"version_id": version_id, "manifest_checked": manifest is not None,
-             "files": len((manifest or {}).get("files", {}))}
-    marker.write_text(json.dumps(facts))
-    return facts
 
 
 class ResolveSnapshotOperator(BaseOperator):
@@ -91,36 +63,21 @@ class ResolveSnapshotOperator(BaseOperator):
         if batch_size < 1:
             raise MigrationError(f"Param batch_size must be at least 1, got {batch_size}.", "Pass a positive number.")
         return MigrationRun.start(
-            collection=self.collection, env=environment.name, run_id=run_id, source_version_id="",
-            target_version=target, strategy=str(self.strategy), batch_size=batch_size,
-            dry_run=bool(self.dry_run), config_path=self.config_path,
+            collection=self.collection, environment=environment, run_id=run_id, source_version_id="",
+            target_version=target, strategy=str(self.strategy), batch_size=batch_size, dry_run=bool(self.dry_run),
         )
 
     def execute(self, context: Any) -> dict[str, Any]:
         draft = self._validated(context)
-        hook = ChromaSnapshotHook(draft.environment, self.collection)
-        resolved = hook.ledger.outcome(self.collection, draft.run_key, "source", 0)
-        # Once a run resolved its source, a retry or clear keeps it: by then the live pointer may
-        # name this run's own new version (a run that died between the two pointer writes).
-        version_id = resolved["version_id"] if resolved else self.source_version_id or hook.s3.read_pointer()
-        if not hook.s3.version_in_use(version_id):
-            raise MigrationError(f"No snapshot {version_id!r} under s3://{hook.layout.bucket}/"
-                                 f"{hook.layout.version_prefix(version_id)}.",
-                                 "Pass an existing source_version_id, or leave it empty for the live pointer.")
-        state = MigrationRun(**{**draft.to_xcom(), "source_version_id": version_id})
-        facts = download_snapshot(hook, state.paths, version_id, f"environments.{state.env}.staging_root")
-        # The manifest proves the bytes are the ones uploaded; this proves they are a sound database
-        # (the compactor may have uploaded a damaged one, and legacy snapshots have no manifest).
-        check_integrity(state.paths.source)
-        info = describe_database(state.paths.source)
+        live = ChromaSnapshotHook(draft.environment, self.collection).live_side(draft.run_key, log=self.log.info)
+        staged = resolve_source(live, draft.paths, self.source_version_id, f"environments.{draft.env}.staging_root")
+        info = staged.info
         self.log.info("Run %s: %s %s version %s (%s, written by chromadb %s), %d collections, %s",
-                      state.run_key, state.env, self.collection, version_id,
-                      "manifest checked" if facts["manifest_checked"] else "no manifest",
+                      draft.run_key, draft.env, self.collection, staged.version_id,
+                      "manifest checked" if staged.manifest_checked else "no manifest",
                       "/".join(info.written_by), len(info.collections),
                       ", ".join(f"{c.name}={c.records}" for c in info.collections))
-        if not resolved:
-            hook.ledger.record_done(self.collection, state.run_key, "source", 0, {"version_id": version_id})
-        return state.to_xcom()
+        return {**draft.to_xcom(), "source_version_id": staged.version_id}
 
 
 class PlanMigrationOperator(ChromaMigrationOperator):
@@ -168,40 +125,19 @@ class ResolveRollbackOperator(ResolveSnapshotOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         draft = self._validated(context)
-        hook = ChromaSnapshotHook(draft.environment, self.collection)
-        resolved = hook.ledger.outcome(self.collection, draft.run_key, "rollback-source", 0) or {}
-        current = resolved.get("version_id") or hook.s3.read_pointer()  # kept on a rerun, as for a migration
-        versions = [v for v in hook.s3.list_versions() if v != current]
-        # The default is never a prefix without a manifest: that may be an upload that died halfway.
-        # A pre-manifest (legacy) snapshot can still be named explicitly.
-        earlier = [v for v in versions if v < current and hook.s3.version_exists(v)]
-        to_version = resolved.get("to_version_id") or self.to_version_id or (earlier[-1] if earlier else None)
-        if not to_version or not hook.s3.version_in_use(to_version):
-            raise MigrationError(f"No version to roll back to: asked {self.to_version_id!r}, live is {current}, "
-                                 f"others are {versions or 'none'}.", "Pass to_version_id naming an existing version.")
-        state = MigrationRun(**{**draft.to_xcom(), "source_version_id": current})
-        paths = state.paths
-        target_dir = paths.root / "rollback-target"
-        if not target_dir.is_dir():
-            partial = paths.root / "rollback-target.downloading"
-            shutil.rmtree(partial, ignore_errors=True)
-            paths.root.mkdir(parents=True, exist_ok=True)
-            hook.s3.download(to_version, partial)
-            check_integrity(partial)  # never point readers at a damaged or half-uploaded version
-            partial.rename(target_dir)
-        manifest = hook.s3.read_manifest(hook.layout.version_prefix(current)) or {}
-        written_since = "migrated_from" not in manifest and "rolled_back_from" not in manifest
-        if written_since and not self.rebuild_current:
+        live = ChromaSnapshotHook(draft.environment, self.collection).live_side(draft.run_key, log=self.log.info)
+        choice = choose_rollback(live, self.to_version_id)
+        state = MigrationRun(**{**draft.to_xcom(), "source_version_id": choice.current})
+        stage_version(live.snapshots, choice.to_version_id, state.paths.root / "rollback-target")
+        if choice.written_since_migration and not self.rebuild_current:
             self.log.warning("The live version %s was not written by a migration: records added since the "
-                             "migration exist only there. Trigger with rebuild_current=true to keep them.", current)
+                             "migration exist only there. Trigger with rebuild_current=true to keep them.",
+                             choice.current)
         if self.rebuild_current:
-            download_snapshot(hook, paths, current, f"environments.{state.env}.staging_root")
-        if not resolved:
-            hook.ledger.record_done(self.collection, state.run_key, "rollback-source", 0,
-                                    {"version_id": current, "to_version_id": to_version})
+            download_snapshot(live, state.paths, choice.current, f"environments.{state.env}.staging_root")
         context["ti"].xcom_push(key="rollback", value={
-            "to_version_id": to_version, "rebuild_current": bool(self.rebuild_current),
-            "written_since_migration": written_since})
-        self.log.info("Rollback of %s %s: %s -> %s (%s)", state.env, self.collection, current, to_version,
-                      "rebuild current data" if self.rebuild_current else "pointer swap")
+            "to_version_id": choice.to_version_id, "rebuild_current": bool(self.rebuild_current),
+            "written_since_migration": choice.written_since_migration})
+        self.log.info("Rollback of %s %s: %s -> %s (%s)", state.env, self.collection, choice.current,
+                      choice.to_version_id, "rebuild current data" if self.rebuild_current else "pointer swap")
         return state.to_xcom()

@@ -6,13 +6,23 @@ retried, cleared or backfilled run skips what is done and redoes only the rest.
 
 from __future__ import annotations
 
-import json
+from functools import cached_property
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chroma_migrate.pipeline import batch_label, changed_exports, export_batch, load_batch, verify_run
+from chroma_migrate.pipeline import (
+    batch_label,
+    changed_exports,
+    export_batch,
+    load_batch,
+    read_plan,
+    verification_summary,
+    verify_run,
+)
+from chroma_migrate.publishing import LiveSide, publish_reports
+from chroma_migrate.run_types import BatchKind, Stage
 from chroma_migrate.snapshots.errors import SnapshotError
 from chroma_migrate.snapshots.lock import HeartbeatThread
 from chroma_migration.base import ChromaMigrationOperator
@@ -38,7 +48,7 @@ class LockedStepOperator(ChromaMigrationOperator):
     check once this one has re-entered the lock.
     """
 
-    stage = ""
+    stage: Stage
 
     def execute(self, context: Any) -> Any:
         self.lock = self.hook.lock(self.state.owner)
@@ -50,6 +60,11 @@ class LockedStepOperator(ChromaMigrationOperator):
                 return self.run_step(context)
             except (BotoCoreError, ClientError) as error:
                 raise AwsStepError(self.stage, error, self.live_state()) from error
+
+    @cached_property
+    def live(self) -> LiveSide:
+        """The engine's live side for this run, checking the lock before each live write."""
+        return self.hook.live_side(self.state.run_key, guard=self.assert_lock_held, log=self.log.info)
 
     def assert_lock_held(self) -> None:
         """Right before a live write: the heartbeat saw no takeover and the item is still this acquisition's."""
@@ -79,7 +94,7 @@ class LockedStepOperator(ChromaMigrationOperator):
 class BackupSnapshotOperator(LockedStepOperator):
     """Copy the live version's S3 prefix to a backup prefix keyed by the run, verified by sha256."""
 
-    stage = "backup"
+    stage = Stage.BACKUP
 
     def run_step(self, context: Any) -> dict[str, Any]:
         if finished := self.done(0):
@@ -97,7 +112,7 @@ class ExportBatchOperator(LockedStepOperator):
     """One mapped batch: export an id range with the source version (or, for upgrade, copy and open)."""
 
     template_fields = (*LockedStepOperator.template_fields, "batch")
-    stage = "export"
+    stage = Stage.EXPORT
 
     def __init__(self, *, batch: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -109,12 +124,12 @@ class ExportBatchOperator(LockedStepOperator):
         finished = self.done(index)
         if finished:
             damaged = changed_exports(finished)
-            if not damaged and (finished["kind"] != "upgrade" or self.state.paths.target.is_dir()):
+            if not damaged and (finished["kind"] != BatchKind.UPGRADE or self.state.paths.target.is_dir()):
                 self.log.info("Batch %s already exported in this run", context["batch_label"])
                 return finished
             self.log.warning("Batch %s is exported again: %s", context["batch_label"],
                              "; ".join(damaged) or "the upgraded copy is gone")
-        plan = json.loads(self.state.paths.plan_file.read_text())
+        plan = read_plan(self.state.paths)
         outcome = export_batch(self.state.paths, plan, self.batch)
         self.log.info("Exported %s: %d records", context["batch_label"], outcome["count"])
         return self.record(index, outcome)
@@ -124,14 +139,14 @@ class LoadBatchOperator(LockedStepOperator):
     """One mapped batch into the new database; upserts, so a retried load converges."""
 
     template_fields = (*LockedStepOperator.template_fields, "exported")
-    stage = "load"
+    stage = Stage.LOAD
 
     def __init__(self, *, exported: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.exported = exported
 
     def run_step(self, context: Any) -> dict[str, Any]:
-        plan = json.loads(self.state.paths.plan_file.read_text())
+        plan = read_plan(self.state.paths)
         index = self.exported["index"]
         batch = plan["batches"][index]
         context["batch_label"] = batch_label(batch)
@@ -150,21 +165,16 @@ class VerifyMigrationOperator(LockedStepOperator):
     `migrations/{run_key}/` prefix; the summary returned here is what the approver reads.
     """
 
-    stage = "verify"
+    stage = Stage.VERIFY
 
     def run_step(self, context: Any) -> dict[str, Any]:
         paths = self.state.paths
-        plan = json.loads(paths.plan_file.read_text())
+        plan = read_plan(paths)
         report = verify_run(paths, plan)
-        prefix = self.hook.report_prefix(self.state.run_key)
-        for local in (paths.report_json, paths.report_md):
-            self.hook.s3_client.upload_file(str(local), self.hook.layout.bucket, prefix + local.name)
-        report_url = f"s3://{self.hook.layout.bucket}/{prefix}{paths.report_md.name}"
-        self.log.info("Verification report: %s\n%s", report_url, paths.report_md.read_text())
+        report_url = publish_reports(self.live, [paths.report_json, paths.report_md])[-1]
+        markdown = paths.report_md.read_text()
+        self.log.info("Verification report: %s\n%s", report_url, markdown)
         if not report["passed"]:
             raise AirflowFailException("Verification failed, nothing live was changed: "
                                        + "; ".join(report["problems"][:5]) + f" (report: {report_url})")
-        records = {c["collection"]: (c.get("records") or {}).get("target_count") for c in report["collections"]}
-        return {"passed": True, "strategy": plan["strategy"], "source_version": plan["source_version"],
-                "target_version": plan["target_version"], "records": records, "report": report_url,
-                "markdown": paths.report_md.read_text()}
+        return verification_summary(plan, report, report_url, markdown)

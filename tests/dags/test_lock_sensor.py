@@ -14,11 +14,13 @@ pytestmark = pytest.mark.integration
 SENSOR_CALL = r"""
 import json, sys
 from chroma_migration.lock_operators import AcquireLockSensor
+from chroma_migrate.config import load_config
 from chroma_migration.run_state import MigrationRun
 arg = json.loads(sys.argv[1])
-run = MigrationRun.start(collection="words", env="dev", run_id="manual__lock-sensor", source_version_id="v",
-                         target_version="1.5.9", strategy="auto", batch_size=100, dry_run=False,
-                         config_path=arg["config"])
+environment = load_config(arg["config"]).environment("dev")
+run = MigrationRun.start(collection="words", environment=environment, run_id="manual__lock-sensor",
+                         source_version_id="v", target_version="1.5.9", strategy="auto", batch_size=100,
+                         dry_run=False)
 sensor = AcquireLockSensor(task_id="acquire_lock", collection="words", run=run.to_xcom())
 result = sensor.poke({}) if arg["call"] == "poke" else str(sensor.gave_up(0.1))
 print(json.dumps({"result": result, "owner": run.owner}))

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from chroma_migrate.fixtures import receipt_spec
+from chroma_migrate_testkit.fixtures import receipt_spec
 from tests.airflow_harness.harness import run_dag_test
 from tests.conftest import dump_records, run_cli
 from tests.dags.conftest import SMALL_SPEC

@@ -28,7 +28,7 @@ from chroma_migrate.accounting import (
     compare_accounts,
 )
 from chroma_migrate.errors import MigrationError, NotAChromaDatabaseError
-from chroma_migrate.fixtures import cached_database
+from chroma_migrate_testkit.fixtures import cached_database
 from tests.conftest import FIXTURE_CACHE, REPO, tree_digest
 from tests.engine.accounting_shapes import killed_writer_database, own_view, shapes_database
 

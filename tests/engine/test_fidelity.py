@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from chroma_migrate.fixtures import fidelity_spec
 from chroma_migrate.runtimes import runtime_for
+from chroma_migrate_testkit.fixtures import fidelity_spec
 from tests.conftest import dump_records, run_cli, tree_digest
 from tests.engine.records import assert_same_records, spaces_of
 

@@ -19,7 +19,6 @@ import pytest
 
 from chroma_migrate import exchange
 from chroma_migrate.exchange import RecordBatch
-from chroma_migrate.fixtures import fidelity_spec, receipt_spec
 from chroma_migrate.fulltext import check_fulltext, fulltext_problems, metadata_segments
 from chroma_migrate.fulltext_queries import (
     PreparedJob,
@@ -34,6 +33,7 @@ from chroma_migrate.fulltext_queries import (
 )
 from chroma_migrate.runtimes import ensure_runtime
 from chroma_migrate.versions import supported_version_names
+from chroma_migrate_testkit.fixtures import fidelity_spec, receipt_spec
 from tests.conftest import run_cli
 from tests.engine.fulltext_support import export_batches
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from chroma_migrate.fixtures import receipt_spec
+from chroma_migrate_testkit.fixtures import receipt_spec
 from tests.conftest import run_cli, tree_digest
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from chroma_migrate.fixtures import receipt_spec
 from chroma_migrate.versions import supported_version_names
+from chroma_migrate_testkit.fixtures import receipt_spec
 from tests.conftest import dump_records, run_cli, tree_digest
 from tests.engine.records import assert_same_records, spaces_of
 

@@ -31,7 +31,7 @@ def test_runtime_list_and_ensure_are_idempotent():
 
 
 def test_a_rust_panic_in_the_child_is_a_reported_failure(copy_of):
-    """1.0.20 panics on a 1.5.9 database (DESIGN.md); the caller gets the panic as an error."""
+    """1.0.20 panics on a 1.5.9 database (docs/DESIGN.md); the caller gets the panic as an error."""
     from chroma_migrate.errors import WorkerFailedError
 
     db = copy_of("1.5.9")

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from chroma_migrate.exchange import canonical_metadata, record_digest
-from chroma_migrate.fixtures import cached_database
 from chroma_migrate.snapshots.manifest import check_directory, read_manifest_file
+from chroma_migrate_testkit.fixtures import cached_database
 from tests.conftest import FIXTURE_CACHE, dump_records, tree_digest
 from tests.dags.conftest import SEED_VERSION, SnapshotSystem
 from tests.engine.records import assert_same_records, spaces_of

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from chroma_migrate.fixtures import receipt_spec
+from chroma_migrate_testkit.fixtures import receipt_spec
 from tests.dags.conftest import SEED_VERSION
 from tests.faults.conftest import FAULT_SPEC
 from tests.faults.live_state import assert_live_intact, ledger_stages, live_bytes

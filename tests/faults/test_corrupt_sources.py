@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from chroma_migrate.fixtures import cached_database
+from chroma_migrate_testkit.fixtures import cached_database
 from tests.conftest import FIXTURE_CACHE
 from tests.dags.conftest import SEED_VERSION
 from tests.faults.conftest import FAULT_SPEC

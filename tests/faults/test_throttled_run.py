@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from chroma_migrate.standins import REGION
+from chroma_migrate_testkit.standins import REGION
 from tests.dags.conftest import SEED_VERSION
 from tests.dags.rerun import run_fixed
 from tests.faults.conftest import FAULT_SPEC

@@ -16,7 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from chroma_migrate.snapshots import DynamoLock, S3SnapshotStore, SnapshotLayout, ensure_tables, new_owner_id
-from chroma_migrate.standins import REGION
+from chroma_migrate_testkit.standins import REGION
 from tests.conftest import tree_digest
 from tests.faults.fault_proxy import FaultProxy, FaultRules
 from tests.snapshots.conftest import write_snapshot_dir

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from chroma_migrate.fixtures import cached_database
 from chroma_migrate.snapshots.efs_store import EfsSnapshotStore
 from chroma_migrate.snapshots.layout import SnapshotLayout
 from chroma_migrate.snapshots.lock import DynamoLock
 from chroma_migrate.snapshots.s3_store import S3SnapshotStore
 from chroma_migrate.snapshots.tables import ensure_tables
-from chroma_migrate.standins import MotoServer, copy_database, seed_snapshot
+from chroma_migrate_testkit.fixtures import cached_database
+from chroma_migrate_testkit.standins import MotoServer, copy_database, seed_snapshot
 from tests.airflow_harness.harness import airflow_home
 from tests.conftest import FIXTURE_CACHE, REPO
 from tests.dags.conftest import SEED_VERSION, SMALL_SPEC

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from chroma_migrate.exchange import canonical_metadata
-from chroma_migrate.fixtures import receipt_spec
 from chroma_migrate.native import check_integrity, open_database
 from chroma_migrate.versions import supported_version_names
+from chroma_migrate_testkit.fixtures import receipt_spec
 from tests.conftest import dump_records, tree_digest
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from chroma_migrate.fixtures import receipt_spec
 from chroma_migrate.snapshots import EfsSnapshotStore, S3SnapshotStore, SnapshotLayout, new_version_id
+from chroma_migrate_testkit.fixtures import receipt_spec
 from tests.conftest import dump_records
 from tests.snapshots.conftest import tree_bytes
 

@@ -7,7 +7,7 @@
                 ...                              # exchange.RecordBatch, sorted by id
 
 `check_integrity(path)` runs every check without reading the vectors themselves.
-The reader never writes a byte (see database.py); the format facts are in shared/FORMAT.md.
+The reader never writes a byte (see database.py); the format facts are in docs/FORMAT.md.
 """
 
 from chroma_migrate.native.collection import NativeCollection, NativeCollectionInfo

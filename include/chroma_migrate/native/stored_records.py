@@ -26,7 +26,7 @@ def id_range_clause(low: str | None, high: str | None) -> tuple[str, list[str]]:
     return clause, params
 
 
-# One value per metadata row in FORMAT.md's precedence (string, int, float), and bool_value apart: SQLite has no
+# One value per metadata row in docs/FORMAT.md's precedence (string, int, float), and bool_value apart: SQLite has no
 # bool type, so a 0/1 there must become a Python bool.
 _VALUE = "COALESCE(m.string_value, m.int_value, m.float_value), m.bool_value"
 

@@ -1,6 +1,6 @@
 """Metadata values exactly as the writing version's get() returns them.
 
-Stored rows carry one typed column each (string, int, float, bool; FORMAT.md's precedence).
+Stored rows carry one typed column each (string, int, float, bool; docs/FORMAT.md's precedence).
 Values that only exist in the write log are JSON text: 0.x parses it with Python's `json`,
 1.x with Rust's serde_json, whose default float parser is not correctly rounded (it scales
 the decimal significand by one power of ten, so about one 17-digit float in twenty lands

@@ -110,6 +110,19 @@ class S3SnapshotStore:
             files[relative] = size
         return files
 
+    def remove_objects(self, prefix: str) -> int:
+        """Delete every object below `prefix` (1,000 keys a request); how many there were."""
+        keys = list(self.list_objects(prefix))
+        for start in range(0, len(keys), 1000):
+            self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": key} for key in keys[start:start + 1000]]})
+        return len(keys)
+
+    def put_file(self, local: Path, key: str) -> str:
+        """Upload one file (a report) under `key`; its s3:// url."""
+        self.client.upload_file(str(local), self.bucket, key)
+        return self.url(key)
+
     # -- pointer ---------------------------------------------------------------------------------
 
     def read_pointer(self) -> str:

@@ -94,7 +94,7 @@ def seed_snapshot(s3_client: Any, layout: SnapshotLayout, database: Path, versio
     with contextlib.suppress(s3_client.exceptions.BucketAlreadyOwnedByYou):
         s3_client.create_bucket(Bucket=layout.bucket)
     store = S3SnapshotStore(s3_client, layout)
-    store.upload(database, version_id, {"seeded_by": "chroma_migrate.standins"})
+    store.upload(database, version_id, {"seeded_by": "chroma_migrate_testkit.standins"})
     store.write_pointer(version_id)
     efs = EfsSnapshotStore(layout)
     efs.materialize(database, version_id)

@@ -1,0 +1,56 @@
+"""The small interfaces the run steps are written against, so a driver chooses the backing:
+S3, EFS and DynamoDB in the DAG (through the Airflow hook), local stand-ins in a test or a CLI
+run. Another object store is one new class that has these methods."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+
+class SnapshotStore(Protocol):
+    """The master copies of one collection's versions and its live pointer (S3 today)."""
+
+    def url(self, key: str) -> str: ...
+    def read_pointer(self) -> str: ...
+    def write_pointer(self, version_id: str, *, expected: str | None = None, allow_legacy: bool = False,
+                      guard: Callable[[], None] | None = None) -> None: ...
+    def list_versions(self) -> list[str]: ...
+    def version_exists(self, version_id: str) -> bool: ...
+    def version_in_use(self, version_id: str) -> bool: ...
+    def list_objects(self, prefix: str) -> dict[str, int]: ...
+    def read_manifest(self, prefix: str) -> dict | None: ...
+    def download(self, version_id: str, destination: Path) -> dict | None: ...
+    def upload(self, source: Path, version_id: str, extra_manifest: dict | None = None) -> dict: ...
+    def remove_objects(self, prefix: str) -> int: ...
+    def put_file(self, local: Path, key: str) -> str: ...
+
+
+class WorkingCopyStore(Protocol):
+    """The copies readers open and the pointer that names theirs (EFS today)."""
+
+    def materialize(self, source: Path, version_id: str) -> Path: ...
+    def read_pointer(self) -> str | None: ...
+    def switch_pointer(self, version_id: str, *, expected: str | None = None) -> None: ...
+
+
+class Ledger(Protocol):
+    """What each step of a run finished, so a retried or cleared run skips it."""
+
+    def record_done(self, collection: str, run_key: str, stage: str, index: int, outcome: dict) -> None: ...
+    def outcome(self, collection: str, run_key: str, stage: str, index: int) -> dict | None: ...
+
+
+class MemoryLedger:
+    """A ledger for one process (a CLI run, a unit test): nothing survives it."""
+
+    def __init__(self) -> None:
+        self._done: dict[tuple[str, str, str, int], dict] = {}
+
+    def record_done(self, collection: str, run_key: str, stage: str, index: int, outcome: dict) -> None:
+        self._done[(collection, run_key, stage, index)] = dict(outcome)
+
+    def outcome(self, collection: str, run_key: str, stage: str, index: int) -> dict | None:
+        found = self._done.get((collection, run_key, stage, index))
+        return dict(found) if found is not None else None
