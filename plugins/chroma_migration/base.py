@@ -16,8 +16,11 @@ from chroma_migration.run_state import MigrationRun
 class ChromaMigrationOperator(BaseOperator):
     """Base of every step after the run started: `run` is the XCom of the resolve task.
 
-    Subclasses implement `run_step`; the base turns the engine's MigrationError into a
-    task failure whose message names the problem and the fix.
+    Subclasses implement `run_step`, which calls one engine step; the engine's MigrationError
+    fails the task with a message that names the problem and the fix.
+
+    :param collection: the configured collection this run works on.
+    :param run: the run state, the resolve task's XCom (templated).
     """
 
     template_fields: Sequence[str] = ("run",)

@@ -71,80 +71,89 @@ def _env_param(config: MigrationConfig) -> Param:
                  description="Which snapshot system to work on (scheduled runs use the default).")
 
 
+def _migration_params(config: MigrationConfig) -> dict[str, Param]:
+    """The trigger form of a migration run."""
+    return {
+        "env": _env_param(config),
+        "target_version": Param(None, type=["null", "string"], enum=[None, *supported_version_names()],
+                                description="chromadb version to move to (empty: the environment's target)."),
+        "strategy": Param("auto", enum=list(REQUESTABLE),
+                          description="auto upgrades a copy and rebuilds if it fails to open or verify; upgrade "
+                                      "copies and lets the target migrate; rebuild re-adds."),
+        "source_version_id": Param(None, type=["null", "string"], pattern=VERSION_ID_PATTERN,
+                                   description="Snapshot to migrate (empty: what the live pointer names)."),
+        "batch_size": Param(None, type=["null", "integer"], minimum=1,
+                            description="Records per export batch (empty: the environment's batch_size)."),
+        "dry_run": Param(False, type="boolean", description="Plan and verify only; change nothing live."),
+    }
+
+
 def build_migration_dag(collection: str, config: MigrationConfig, config_path: str | None = None) -> DAG:
     scheduled = config.scheduled_environment
-    with DAG(
-        dag_id=f"chroma_migration__{collection}",
-        description=f"Move the {collection} ChromaDB snapshot to another chromadb version, verified",
-        schedule=scheduled.schedule if scheduled else None,
-        tags=["chroma", "migration", collection],
-        **_dag_arguments(),
-        params={
-            "env": _env_param(config),
-            "target_version": Param(None, type=["null", "string"], enum=[None, *supported_version_names()],
-                                    description="chromadb version to move to (empty: the environment's target)."),
-            "strategy": Param("auto", enum=list(REQUESTABLE),
-                              description="auto probes; upgrade copies and lets the target migrate; rebuild re-adds."),
-            "source_version_id": Param(None, type=["null", "string"], pattern=VERSION_ID_PATTERN,
-                                       description="Snapshot to migrate (empty: what the live pointer names)."),
-            "batch_size": Param(None, type=["null", "integer"], minimum=1,
-                                description="Records per export batch (empty: the environment's batch_size)."),
-            "dry_run": Param(False, type="boolean", description="Plan and verify only; change nothing live."),
-        },
-        doc_md=__doc__,
-    ) as dag:
+    with DAG(dag_id=f"chroma_migration__{collection}",
+             description=f"Move the {collection} ChromaDB snapshot to another chromadb version, verified",
+             schedule=scheduled.schedule if scheduled else None, tags=["chroma", "migration", collection],
+             params=_migration_params(config), doc_md=__doc__, **_dag_arguments()) as dag:
         resolve = ResolveSnapshotOperator(task_id="resolve_source", collection=collection, config_path=config_path)
-        run = resolve.output
-        plan = PlanMigrationOperator(task_id="plan", collection=collection, run=run)
+        plan = PlanMigrationOperator(task_id="plan", collection=collection, run=resolve.output)
         needed = ShortCircuitOperator(task_id="migration_needed", python_callable=migration_needed,
                                       op_args=[plan.output["summary"]])
-        lock = AcquireLockSensor(task_id="acquire_lock", collection=collection, run=run)
-        backup = BackupSnapshotOperator(task_id="backup", collection=collection, run=run)
-        exports = ExportBatchOperator.partial(
-            task_id="export_batch", collection=collection, run=run, map_index_template="{{ batch_label }}",
-        ).expand(batch=plan.output)
-        loads = LoadBatchOperator.partial(
-            task_id="load_batch", collection=collection, run=run, map_index_template="{{ batch_label }}",
-            max_active_tis_per_dagrun=1,  # one writer per target database
-        ).expand(exported=exports.output)
-        verify = VerifyMigrationOperator(task_id="verify", collection=collection, run=run)
-        live = ShortCircuitOperator(task_id="live_changes_allowed", python_callable=_live_changes_allowed,
-                                    op_args=[run])
-        branch = BranchPythonOperator(task_id="approval_required", python_callable=_approval_branch,
-                                      op_args=[run, "publish"])
-        approve = ApprovalOperator(
-            task_id="approve",
-            subject=f"Publish the migrated {collection} snapshot?",
-            body="{{ ti.xcom_pull(task_ids='verify')['markdown'] }}\n\nReport: "
-                 "{{ ti.xcom_pull(task_ids='verify')['report'] }}",
-        )
-        publish = PublishSnapshotOperator(task_id="publish", collection=collection, run=run,
-                                          trigger_rule="none_failed_min_one_success")
-        release = ReleaseLockOperator(task_id="release_lock", collection=collection, run=run)
-
-        resolve >> plan >> needed >> lock >> backup >> exports
-        loads >> verify >> live >> branch >> [approve, publish]
-        approve >> publish >> release
-        release.as_teardown(setups=lock)
+        lock = AcquireLockSensor(task_id="acquire_lock", collection=collection, run=resolve.output)
+        work = _batch_work(collection, resolve.output, plan.output)
+        resolve >> plan >> needed >> lock >> work[0]
+        _publish_under_approval(collection, resolve.output, work[-1], lock)
     return dag
 
 
+def _batch_work(collection: str, run: Any, batches: Any) -> list[Any]:
+    """backup, then the mapped export and load of every batch, then verification: in that order."""
+    backup = BackupSnapshotOperator(task_id="backup", collection=collection, run=run)
+    exports = ExportBatchOperator.partial(
+        task_id="export_batch", collection=collection, run=run, map_index_template="{{ batch_label }}",
+    ).expand(batch=batches)
+    loads = LoadBatchOperator.partial(
+        task_id="load_batch", collection=collection, run=run, map_index_template="{{ batch_label }}",
+        max_active_tis_per_dagrun=1,  # one writer per target database
+    ).expand(exported=exports.output)
+    verify = VerifyMigrationOperator(task_id="verify", collection=collection, run=run)
+    backup >> exports
+    loads >> verify
+    return [backup, verify]
+
+
+def _publish_under_approval(collection: str, run: Any, verify: Any, lock: Any) -> None:
+    """After verification: stop for a dry run, ask a human where required, publish, release the lock."""
+    live = ShortCircuitOperator(task_id="live_changes_allowed", python_callable=_live_changes_allowed, op_args=[run])
+    branch = BranchPythonOperator(task_id="approval_required", python_callable=_approval_branch,
+                                  op_args=[run, "publish"])
+    approve = ApprovalOperator(
+        task_id="approve", subject=f"Publish the migrated {collection} snapshot?",
+        body="{{ ti.xcom_pull(task_ids='verify')['markdown'] }}\n\nReport: "
+             "{{ ti.xcom_pull(task_ids='verify')['report'] }}",
+    )
+    publish = PublishSnapshotOperator(task_id="publish", collection=collection, run=run,
+                                      trigger_rule="none_failed_min_one_success")
+    release = ReleaseLockOperator(task_id="release_lock", collection=collection, run=run)
+    verify >> live >> branch >> [approve, publish]
+    approve >> publish >> release
+    release.as_teardown(setups=lock)
+
+
+def _rollback_params(config: MigrationConfig) -> dict[str, Param]:
+    return {
+        "env": _env_param(config),
+        "to_version_id": Param(None, type=["null", "string"], pattern=VERSION_ID_PATTERN,
+                               description="Version to return to (empty: the one before the live one)."),
+        "rebuild_current": Param(False, type="boolean",
+                                 description="Rebuild the live data into that version's chromadb format "
+                                             "instead of discarding what was written since."),
+    }
+
+
 def build_rollback_dag(collection: str, config: MigrationConfig, config_path: str | None = None) -> DAG:
-    with DAG(
-        dag_id=f"chroma_rollback__{collection}",
-        description=f"Point the {collection} snapshot back at an earlier version",
-        schedule=None,
-        tags=["chroma", "rollback", collection],
-        **_dag_arguments(),
-        params={
-            "env": _env_param(config),
-            "to_version_id": Param(None, type=["null", "string"], pattern=VERSION_ID_PATTERN,
-                                   description="Version to return to (empty: the one before the live one)."),
-            "rebuild_current": Param(False, type="boolean",
-                                     description="Rebuild the live data into that version's chromadb format "
-                                                 "instead of discarding what was written since."),
-        },
-    ) as dag:
+    with DAG(dag_id=f"chroma_rollback__{collection}",
+             description=f"Point the {collection} snapshot back at an earlier version", schedule=None,
+             tags=["chroma", "rollback", collection], params=_rollback_params(config), **_dag_arguments()) as dag:
         resolve = ResolveRollbackOperator(task_id="resolve_rollback", collection=collection, config_path=config_path)
         run = resolve.output
         lock = AcquireLockSensor(task_id="acquire_lock", collection=collection, run=run)

@@ -20,6 +20,9 @@ class AcquireLockSensor(BaseSensorOperator):
 
     The wait is bounded by the environment's `lock_wait_minutes`; when it runs out the run
     fails with the holder's owner id and expiry in the message.
+
+    :param collection: the collection whose lock item (the compactor's) is taken.
+    :param run: the run state, the resolve task's XCom (templated); its owner id takes the lock.
     """
 
     template_fields: Sequence[str] = ("run",)

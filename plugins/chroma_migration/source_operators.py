@@ -25,6 +25,15 @@ class ResolveSnapshotOperator(BaseOperator):
     Returns the run state every later task reads. Arguments left as None are taken from
     the run's Params (`context["params"]`), not through Jinja: with native rendering a
     version id like 20250101_000000 would come back as an integer.
+
+    :param collection: the configured collection (one snapshot) this DAG migrates.
+    :param env: the environment name in the configuration file (dev, prod, ...).
+    :param source_version_id: the version to migrate; None: what the live pointer names.
+    :param target_version: the chromadb version to move to; None: the environment's.
+    :param strategy: auto, upgrade or rebuild (strategy.py); None: auto.
+    :param batch_size: records per export batch; None: the environment's.
+    :param dry_run: plan and verify only, change nothing live.
+    :param config_path: the configuration file; None: $CHROMA_MIGRATION_CONFIG or the shipped one.
     """
 
     PARAM_NAMES: Sequence[str] = ("env", "source_version_id", "target_version", "strategy", "batch_size", "dry_run")

@@ -109,7 +109,10 @@ class BackupSnapshotOperator(LockedStepOperator):
 
 
 class ExportBatchOperator(LockedStepOperator):
-    """One mapped batch: export an id range with the source version (or, for upgrade, copy and open)."""
+    """One mapped batch: export an id range with the source version (or, for upgrade, copy and open).
+
+    :param batch: one of the plan's batch jobs (run_types.BatchJob), mapped over the plan's output.
+    """
 
     template_fields = (*LockedStepOperator.template_fields, "batch")
     stage = Stage.EXPORT
@@ -136,7 +139,10 @@ class ExportBatchOperator(LockedStepOperator):
 
 
 class LoadBatchOperator(LockedStepOperator):
-    """One mapped batch into the new database; upserts, so a retried load converges."""
+    """One mapped batch into the new database; upserts, so a retried load converges.
+
+    :param exported: the export task's outcome for this batch (run_types.ExportOutcome), mapped.
+    """
 
     template_fields = (*LockedStepOperator.template_fields, "exported")
     stage = Stage.LOAD

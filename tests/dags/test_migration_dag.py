@@ -42,14 +42,7 @@ def assert_published(system, result, seed_db, *, strategy: str) -> str:
     return live
 
 
-def test_dev_run_upgrades_publishes_and_swaps_both_pointers(system):
-    seed_db = system.seed("words")
-    result = run_dag_test(system.env, DAG, conf={"env": "dev"}, timeout_s=600)
-    assert_published(system, result, seed_db, strategy="upgrade")
-    assert result.task_states["approve"] == "skipped"  # dev needs no approval
-    assert result.task_states["export_batch[0]"] == "success"
-    report_keys = system.s3("words").list_objects("words/snapshot/migrations/")
-    assert any(k.endswith("verification.md") for k in report_keys)
+# The dev run's upgrade and publish: tests/dags/test_one_engine.py (beside the CLI's run of the same source).
 
 
 def test_forced_rebuild_runs_mapped_batches(system):

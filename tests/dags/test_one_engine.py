@@ -13,6 +13,7 @@ from chroma_migrate_testkit.fixtures import receipt_spec
 from tests.airflow_harness.harness import run_dag_test
 from tests.conftest import dump_records, run_cli
 from tests.dags.conftest import SMALL_SPEC
+from tests.dags.test_migration_dag import assert_published
 from tests.engine.records import assert_same_records, spaces_of
 
 pytestmark = pytest.mark.integration
@@ -39,6 +40,11 @@ def test_the_cli_and_the_dag_choose_the_same_strategy_and_write_equal_databases(
         assert [a["strategy"] for a in cli["attempts"]] == ["upgrade", "rebuild"]
         assert "full-text rows" in cli["attempts"][0]["reason"]
         assert "full-text rows" in result.log and "rebuilt from the source instead" in result.log
+    if strategy == "upgrade":  # what a dev run publishes (this is the suite's dev upgrade run too)
+        assert_published(system, result, seed_db, strategy="upgrade")
+        assert result.task_states["approve"] == "skipped"  # dev needs no approval
+        assert result.task_states["export_batch[0]"] == "success"
+        assert any(k.endswith("verification.md") for k in system.s3("words").list_objects("words/snapshot/migrations/"))
     dag_db = system.layout("words").efs_version_dir(live)
     written = dump_records("1.5.9", tmp_path / "cli")
     assert_same_records(written, dump_records("1.5.9", dag_db), spaces_of(written))
