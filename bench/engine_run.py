@@ -19,7 +19,7 @@ from typing import Any
 
 import chroma_migrate.batches
 import chroma_migrate.migrate as engine
-import chroma_migrate.verify
+import chroma_migrate.verification.verify
 from chroma_migrate.errors import MigrationError, VerificationFailedError
 from chroma_migrate.phases import PhaseLog
 from chroma_migrate.worker_client import WorkerResult, run_worker
@@ -58,7 +58,7 @@ def main(request_path: str, answer_path: str) -> int:
                                       workers=args["workers"])
     # Observe only: the same classes and functions, each with one extra note taken.
     engine.PhaseLog = RecordingPhaseLog
-    for module in (engine, chroma_migrate.batches, chroma_migrate.verify):
+    for module in (engine, chroma_migrate.batches, chroma_migrate.verification.verify):
         module.run_worker = recording_run_worker
     started = CLOCK["start"] = time.perf_counter()
     answer: dict[str, Any]

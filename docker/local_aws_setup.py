@@ -8,14 +8,28 @@ buckets and tables already exist (the compactor's): do not run this there.
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
+from pathlib import Path
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-from chroma_migrate.config import load_config
 from chroma_migrate.snapshots.tables import ensure_tables
 
 
+def _plugins_on_path() -> None:
+    """The DAG package's configuration module lives in plugins/, which only Airflow puts on sys.path."""
+    for folder in (Path(os.environ.get("AIRFLOW_HOME", "/opt/airflow")) / "plugins",
+                   Path(__file__).resolve().parents[1] / "plugins"):
+        if (folder / "chroma_migration").is_dir():
+            sys.path.insert(0, str(folder))
+            return
+
+
 def main() -> None:
+    _plugins_on_path()
+    from chroma_migration.config import load_config
+
     config = load_config()
     for environment in config.environments.values():
         s3 = AwsBaseHook(aws_conn_id=environment.aws_conn_id, client_type="s3").get_conn()

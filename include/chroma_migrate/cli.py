@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from chroma_migrate import report
 from chroma_migrate.batches import EXPORTERS
 from chroma_migrate.errors import MigrationError, VerificationFailedError
 from chroma_migrate.inspection import describe_database
@@ -23,7 +22,8 @@ from chroma_migrate.migrate import DEFAULT_BATCH_SIZE, MigrationRequest, migrate
 from chroma_migrate.probe import probe
 from chroma_migrate.runtimes import ensure_runtime, list_runtimes
 from chroma_migrate.strategy import REQUESTABLE
-from chroma_migrate.verify import READERS, VerifyRequest, verify_databases
+from chroma_migrate.verification import report
+from chroma_migrate.verification.verify import READERS, VerifyRequest, verify_databases
 from chroma_migrate.versions import get_version, latest_version, supported_version_names
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from chroma_migrate import dbfile
-from chroma_migrate.accounting import cached_account
 from chroma_migrate.errors import MigrationError, NotAChromaDatabaseError, UnsupportedVersionError
 from chroma_migrate.native import CorruptDatabaseError, open_database
 from chroma_migrate.native.collection import NativeCollectionInfo as CollectionInfo  # what inspect reports
+from chroma_migrate.verification.accounting import cached_account
 from chroma_migrate.versions import (
     ChromaVersion,
     newest_known_signature,

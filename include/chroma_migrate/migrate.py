@@ -30,8 +30,8 @@ from chroma_migrate.probe import read_natively
 from chroma_migrate.snapshots.manifest import MANIFEST_NAME
 from chroma_migrate.strategy import Strategy, choose_strategy, fallback_reason, requested_strategy
 from chroma_migrate.target_collections import create_target_collections
-from chroma_migrate.text_sample import TextAnswers, start_text_answers
-from chroma_migrate.verify import VerifyRequest, pick_queries, query_jobs, query_sets_for, verify_databases
+from chroma_migrate.verification.text_sample import TextAnswers, start_text_answers
+from chroma_migrate.verification.verify import VerifyRequest, pick_queries, query_jobs, query_sets_for, verify_databases
 from chroma_migrate.versions import ChromaVersion, get_version
 from chroma_migrate.worker_client import run_worker
 

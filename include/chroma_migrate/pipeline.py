@@ -26,13 +26,13 @@ from chroma_migrate.inspection import describe_database
 from chroma_migrate.migrate import MigrationRequest, migrate
 from chroma_migrate.phases import PhaseLog
 from chroma_migrate.probe import read_natively
-from chroma_migrate.report import render_verification, self_retrieval_text
 from chroma_migrate.run_types import BatchJob, BatchKind, ExportOutcome, LoadOutcome, MigrationPlan
 from chroma_migrate.snapshots.manifest import MANIFEST_NAME
 from chroma_migrate.staging_space import cleaned_when_full
 from chroma_migrate.strategy import Strategy, choose_strategy, fallback_reason, requested_strategy
 from chroma_migrate.target_collections import create_target_collections
-from chroma_migrate.verify import VerifyRequest, verify_databases
+from chroma_migrate.verification.report import render_verification, self_retrieval_text
+from chroma_migrate.verification.verify import VerifyRequest, verify_databases
 from chroma_migrate.versions import get_version
 from chroma_migrate.worker_client import run_worker
 
@@ -63,6 +63,10 @@ class RunPaths:
     @property
     def plan_file(self) -> Path:
         return self.root / "plan.json"
+
+    @property
+    def plan_verification(self) -> Path:
+        return self.root / "plan-verification.json"
 
     @property
     def report_json(self) -> Path:
@@ -138,11 +142,31 @@ def attempt_upgrade(paths: RunPaths, target_version: str, batch_size: int, reaso
     request = MigrationRequest(paths.source, paths.target, target_version, strategy="upgrade", batch_size=batch_size)
     with cleaned_when_full("upgrading a copy of the source", paths.root, paths.target):
         try:
-            migrate(request, log=logger.info)
+            result = migrate(request, log=logger.info)
         except (WorkerFailedError, VerificationFailedError) as exc:
             shutil.rmtree(paths.target, ignore_errors=True)
             return Strategy.REBUILD, fallback_reason(Strategy.UPGRADE, exc.problem), False
+    paths.plan_verification.write_text(json.dumps(
+        {"fingerprint": tree_fingerprint(paths.target), "report": result["verification"]}, default=str))
     return Strategy.UPGRADE, f"{reason}; verified", True
+
+
+def tree_fingerprint(folder: Path) -> str:
+    """Every file's path, size and modification time: whether a folder changed since it was verified."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def verified_in_plan(paths: RunPaths, plan: MigrationPlan) -> dict[str, Any] | None:
+    """The report of `auto`'s upgrade, verified while planning, if the target is unchanged since
+    (a file that changed, for instance damage on the staging disk, is verified again)."""
+    if not (plan["batches"] and plan["batches"][0].get("upgraded_in_plan") and paths.plan_verification.is_file()):
+        return None
+    kept = json.loads(paths.plan_verification.read_text())
+    return kept["report"] if kept["fingerprint"] == tree_fingerprint(paths.target) else None
 
 
 def batch_label(batch: BatchJob) -> str:
@@ -237,12 +261,18 @@ def verify_run(paths: RunPaths, plan: MigrationPlan, batch_size: int | None = No
 
     The source is read again here (in place, by the native reader) rather than trusting the
     batch files: a retried or cleared run may have lost them, and the check stays independent
-    of the export.
+    of the export. `auto`'s upgrade was verified by the plan step; its report stands while the
+    target is unchanged.
     """
-    with cleaned_when_full("verifying (the verifier's copies are removed with it)", paths.root):
-        report = verify_databases(VerifyRequest(
-            paths.source, paths.target, source_version=plan["source_version"], target_version=plan["target_version"],
-            batch_size=batch_size or plan["batch_size"], work_dir=paths.root))
+    report = verified_in_plan(paths, plan)
+    if report is not None:
+        report["verified_while_planning"] = True
+    else:
+        with cleaned_when_full("verifying (the verifier's copies are removed with it)", paths.root):
+            report = verify_databases(VerifyRequest(
+                paths.source, paths.target, source_version=plan["source_version"],
+                target_version=plan["target_version"], batch_size=batch_size or plan["batch_size"],
+                work_dir=paths.root))
     report["strategy"] = plan["strategy"]
     paths.report_json.write_text(json.dumps(report, indent=2, default=str))
     paths.report_md.write_text(render_report_markdown(plan, report))
@@ -264,6 +294,8 @@ def render_report_markdown(plan: MigrationPlan, report: dict[str, Any]) -> str:
         f"# Verification {verdict}: chromadb {plan['source_version']} → {plan['target_version']}",
         "",
         f"- strategy: **{plan['strategy']}** ({plan['reason']})",
+        *(["- verified while planning; the upgraded copy is unchanged since"]
+          if report.get("verified_while_planning") else []),
         f"- collections: {', '.join(plan['collections'])}",
         "",
         "| collection | source | target | identical | equivalent | missing | extra | different | recall | "

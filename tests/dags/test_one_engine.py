@@ -44,6 +44,7 @@ def test_the_cli_and_the_dag_choose_the_same_strategy_and_write_equal_databases(
         assert_published(system, result, seed_db, strategy="upgrade")
         assert result.task_states["approve"] == "skipped"  # dev needs no approval
         assert result.task_states["export_batch[0]"] == "success"
+        assert "verified while planning" in result.log  # the plan's verification stands: the copy is unchanged
         assert any(k.endswith("verification.md") for k in system.s3("words").list_objects("words/snapshot/migrations/"))
     dag_db = system.layout("words").efs_version_dir(live)
     written = dump_records("1.5.9", tmp_path / "cli")

@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from chroma_migrate.fulltext import check_fulltext, metadata_segments
-from chroma_migrate.fulltext_queries import TextCheckInput, prepare_jobs
+from chroma_migrate.verification.fulltext import check_fulltext, metadata_segments
+from chroma_migrate.verification.fulltext_queries import TextCheckInput, prepare_jobs
 from chroma_migrate.worker_client import run_worker
 from tests.conftest import database_copy
 from tests.engine.fulltext_support import export_batches

@@ -1,4 +1,4 @@
-"""Closed-world accounting (chroma_migrate.accounting) on databases written by real chromadb versions.
+"""Closed-world accounting (chroma_migrate.verification.accounting) on databases written by real chromadb versions.
 
 Expected counts come from each version's own `get()` (tests/engine/accounting_shapes.py runs it in
 that version's runtime), never from another reader of the files; refusals are made by damaging
@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from chroma_migrate.accounting import (
+from chroma_migrate.errors import MigrationError, NotAChromaDatabaseError
+from chroma_migrate.verification.accounting import (
     CARRIED,
     DERIVED,
     LEFT_BEHIND,
@@ -27,7 +28,6 @@ from chroma_migrate.accounting import (
     account_database,
     compare_accounts,
 )
-from chroma_migrate.errors import MigrationError, NotAChromaDatabaseError
 from chroma_migrate_testkit.fixtures import cached_database
 from tests.conftest import FIXTURE_CACHE, REPO, tree_digest
 from tests.engine.accounting_shapes import killed_writer_database, own_view, shapes_database

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from chroma_migrate.compare import CollectionComparison, compare_batches
 from chroma_migrate.exchange import RecordBatch, canonical_metadata, parse_metadata, read_batch, write_batch
+from chroma_migrate.verification.compare import CollectionComparison, compare_batches
 
 
 def _batch(ids, embeddings, documents=None, uris=None, metadatas=None) -> RecordBatch:

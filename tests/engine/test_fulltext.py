@@ -19,8 +19,9 @@ import pytest
 
 from chroma_migrate import exchange
 from chroma_migrate.exchange import RecordBatch
-from chroma_migrate.fulltext import check_fulltext, fulltext_problems, metadata_segments
-from chroma_migrate.fulltext_queries import (
+from chroma_migrate.runtimes import ensure_runtime
+from chroma_migrate.verification.fulltext import check_fulltext, fulltext_problems, metadata_segments
+from chroma_migrate.verification.fulltext_queries import (
     PreparedJob,
     TextCheckInput,
     TextQuery,
@@ -31,7 +32,6 @@ from chroma_migrate.fulltext_queries import (
     run_text_jobs,
     sample_records,
 )
-from chroma_migrate.runtimes import ensure_runtime
 from chroma_migrate.versions import supported_version_names
 from chroma_migrate_testkit.fixtures import fidelity_spec, receipt_spec
 from tests.conftest import run_cli

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chroma_migrate.verify import RECALL_K, RECALL_QUERIES, recall_tolerance
+from chroma_migrate.verification.verify import RECALL_K, RECALL_QUERIES, recall_tolerance
 
 SAMPLES = RECALL_QUERIES * RECALL_K
 

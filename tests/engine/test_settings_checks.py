@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import copy
 
-from chroma_migrate.compare import CollectionComparison, RangeShare
 from chroma_migrate.inspection import CollectionInfo, DatabaseInfo
-from chroma_migrate.verify import _database_problems, _settings_problems, collection_verdict
+from chroma_migrate.verification.compare import CollectionComparison, RangeShare
+from chroma_migrate.verification.verify import _database_problems, _settings_problems, collection_verdict
 
 EF = {"type": "known", "name": "huggingface", "config": {"model_name": "m"}}
 SCHEMA = {"defaults": {"string": {"fts_index": {"enabled": False}, "string_inverted_index": {"enabled": True}}},

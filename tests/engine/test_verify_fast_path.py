@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from chroma_migrate.batches import plan_collections
-from chroma_migrate.compare import compare_native_ranges
 from chroma_migrate.native import open_database
 from chroma_migrate.native.stored_compare import StoredRowsComparer
+from chroma_migrate.verification.compare import compare_native_ranges
 from chroma_migrate_testkit.fixtures import receipt_spec
 
 pytestmark = pytest.mark.integration

@@ -1,5 +1,8 @@
 """The migration DAGs' configuration: collections and environments, validated on load.
 
+It is the DAG package's, not the engine's: the engine (include/chroma_migrate) takes paths,
+versions and store objects, and never reads this file.
+
 An invalid file fails the DAG import with a message that names the key and the fix,
 so a typo shows up as an import error in the Airflow UI, not as a failed run at night.
 """
@@ -17,7 +20,8 @@ import yaml
 from chroma_migrate.errors import MigrationError
 from chroma_migrate.versions import get_version, supported_version_names
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "chroma_migration.yaml"
+# plugins/chroma_migration/config.py -> include/config/, in the repository and in the image alike.
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "include" / "config" / "chroma_migration.yaml"
 CONFIG_ENV = "CHROMA_MIGRATION_CONFIG"
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$")

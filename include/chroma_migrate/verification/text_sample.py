@@ -22,7 +22,9 @@ import numpy as np
 
 from chroma_migrate import exchange
 from chroma_migrate.batches import CollectionPlan
-from chroma_migrate.fulltext_queries import (
+from chroma_migrate.native import open_database
+from chroma_migrate.native.stored_records import stored_ids_between
+from chroma_migrate.verification.fulltext_queries import (
     SAMPLE_LIMIT,
     PreparedJob,
     TextCheckInput,
@@ -30,8 +32,6 @@ from chroma_migrate.fulltext_queries import (
     compare_text_answers,
     prepare_jobs,
 )
-from chroma_migrate.native import open_database
-from chroma_migrate.native.stored_records import stored_ids_between
 from chroma_migrate.worker_client import WorkerResult, run_worker
 
 # Records read per collection before fulltext_queries picks its sample: a few times its limit.

@@ -24,17 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from chroma_migrate import fulltext, fulltext_queries, index_gate, text_sample
-from chroma_migrate.accounting import cached_account, compare_accounts
 from chroma_migrate.batches import CollectionPlan, QuerySet, export_collections, plan_collections, process_pool
 from chroma_migrate.collection_spec import schema_customisations
-from chroma_migrate.compare import (
-    RangeShare,
-    compare_exported_files,
-    compare_native_ranges,
-    exact_neighbours,
-    merge_shares,
-)
 from chroma_migrate.errors import MigrationError
 from chroma_migrate.inspection import CollectionInfo, DatabaseInfo, describe_database
 from chroma_migrate.native import NativeCollection, open_database
@@ -43,7 +34,16 @@ from chroma_migrate.native.hnsw_health import IndexHealth, check_index_health
 from chroma_migrate.native.nearest import nearest_ids
 from chroma_migrate.native.stored_compare import StoredRowsComparer
 from chroma_migrate.phases import PhaseLog
-from chroma_migrate.text_sample import TextAnswers
+from chroma_migrate.verification import fulltext, fulltext_queries, index_gate, text_sample
+from chroma_migrate.verification.accounting import cached_account, compare_accounts
+from chroma_migrate.verification.compare import (
+    RangeShare,
+    compare_exported_files,
+    compare_native_ranges,
+    exact_neighbours,
+    merge_shares,
+)
+from chroma_migrate.verification.text_sample import TextAnswers
 from chroma_migrate.worker_client import run_worker
 
 READERS = ("native", "runtime")
