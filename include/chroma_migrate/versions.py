@@ -1,7 +1,10 @@
 """The supported chromadb versions and what each one writes, read from the runtime files.
 
-Adding a version is adding `runtimes/chromadb-X.Y.Z.txt`: its header carries the two facts
-the engine needs without starting that version (its schema migrations and batch limit).
+Adding a version is adding `runtimes/chromadb-X.Y.Z.txt`: its header carries the facts the
+engine needs without starting that version (its schema migrations, each by file name and md5,
+and its batch limit; tests/engine/test_runtimes.py checks them against the version itself).
+Everything else the engine knows about a version is a capability derived from its schema
+below; no code compares version strings.
 """
 
 from __future__ import annotations
@@ -15,14 +18,14 @@ from chroma_migrate.errors import UnsupportedVersionError
 
 RUNTIME_FILES_DIR = Path(__file__).parent / "runtimes"
 MIGRATION_DIRS = ("sysdb", "metadb", "embeddings_queue")
-# The schema family is what the `migrations` table tells apart; list metadata arrived in 1.5.
-LIST_METADATA_SINCE = (1, 5, 0)
 
 _FILE_NAME = re.compile(r"^chromadb-(\d+\.\d+\.\d+)\.txt$")
 _MIGRATIONS_LINE = re.compile(r"^# migrations: (.+)$", re.MULTILINE)
 _BATCH_LINE = re.compile(r"^# max-batch-size: (\d+)$", re.MULTILINE)
+_MIGRATION_FILE_LINE = re.compile(r"^# migration: (\w+) (\d+) (\S+) ([0-9a-f]{32})$", re.MULTILINE)
 
 Signature = dict[str, int]
+MigrationFiles = dict[tuple[str, int], tuple[str, str]]  # (dir, version) -> (file name, md5 of its SQL)
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -37,6 +40,7 @@ class ChromaVersion:
     requirements: Path
     signature: Signature
     max_batch_size: int
+    migration_files: MigrationFiles
 
     @property
     def key(self) -> tuple[int, ...]:
@@ -44,12 +48,14 @@ class ChromaVersion:
 
     @property
     def supports_list_metadata(self) -> bool:
-        return self.key >= LIST_METADATA_SINCE
+        """1.5+ store list values (metadb migration 6, `embedding_metadata_array`)."""
+        return self.signature.get("metadb", 0) >= 6
 
     @property
     def is_rust_core(self) -> bool:
-        """1.x keeps collection settings in `configuration`, 0.x only in `hnsw:*` metadata."""
-        return self.key >= (1, 0, 0)
+        """1.x (the Rust core, metadb migration 5's INTEGER watermarks) keeps collection settings in
+        `configuration`; 0.x only in `hnsw:*` metadata."""
+        return self.signature.get("metadb", 0) >= 5
 
     @property
     def stores_bool_collection_metadata(self) -> bool:
@@ -76,10 +82,6 @@ class ChromaVersion:
         settings = {"space", "M", "construction_ef", "search_ef", "resize_factor", "sync_threshold"}
         return frozenset(settings | {"batch_size"} if self.stores_schema else settings)
 
-    @property
-    def family(self) -> str:
-        return f"{self.key[0]}.{self.key[1]}"
-
 
 def _parse_runtime_file(path: Path, version: str) -> ChromaVersion:
     text = path.read_text()
@@ -94,7 +96,16 @@ def _parse_runtime_file(path: Path, version: str) -> ChromaVersion:
     for pair in migrations.group(1).split():
         name, _, number = pair.partition("=")
         signature[name] = int(number)
-    return ChromaVersion(version, path, signature, int(batch.group(1)))
+    files = {(d, int(n)): (name, md5) for d, n, name, md5 in _MIGRATION_FILE_LINE.findall(text)}
+    expected = {(d, n) for d, newest in signature.items() for n in range(1, newest + 1)}
+    if set(files) != expected:
+        raise UnsupportedVersionError(
+            f"Runtime file {path} names migration files {sorted(files)}, but its '# migrations:' line says "
+            f"{sorted(expected)}.",
+            "List one '# migration: DIR N FILE MD5' line for each migration the version applies "
+            "(the `facts` worker operation reports them).",
+        )
+    return ChromaVersion(version, path, signature, int(batch.group(1)), files)
 
 
 @functools.cache
@@ -105,6 +116,25 @@ def supported_versions() -> tuple[ChromaVersion, ...]:
         if match:
             found.append(_parse_runtime_file(path, match.group(1)))
     return tuple(sorted(found, key=lambda v: v.key))
+
+
+@functools.cache
+def known_migrations() -> MigrationFiles:
+    """Every migration file a supported version applies; one name and hash per (dir, version)."""
+    known: MigrationFiles = {}
+    for version in supported_versions():
+        for key, file in version.migration_files.items():
+            if known.setdefault(key, file) != file:
+                raise UnsupportedVersionError(
+                    f"chromadb {version.version}'s runtime file names {key[0]} migration {key[1]} {file}, another "
+                    f"supported version {known[key]}.", "Measure both again with the `facts` worker operation.")
+    return known
+
+
+def supported_range() -> str:
+    """`oldest to newest` of the supported versions, for messages."""
+    names = supported_version_names()
+    return f"{names[0]} to {names[-1]}"
 
 
 def supported_version_names() -> list[str]:

@@ -20,6 +20,7 @@ def test_runtime_facts_match_its_file(version):
     assert facts["version"] == version.version
     assert facts["signature"] == version.signature
     assert facts["max_batch_size"] == version.max_batch_size
+    assert {(d, int(n)): (name, md5) for d, n, name, md5 in facts["migration_files"]} == version.migration_files
 
 
 def test_runtime_list_and_ensure_are_idempotent():

@@ -37,7 +37,10 @@ def facts() -> dict[str, Any]:
         batch = max_batch_size(client)
         with dbfile.open_readonly(Path(scratch)) as conn:
             signature = dbfile.migration_signature(conn)
-    return {"version": ".".join(map(str, VERSION)), "signature": signature, "max_batch_size": batch}
+            files = [list(row) for row in conn.execute(
+                "SELECT dir, version, filename, hash FROM migrations ORDER BY dir, version")]
+    return {"version": ".".join(map(str, VERSION)), "signature": signature, "max_batch_size": batch,
+            "migration_files": files}
 
 
 def describe(path: str, queries: list[dict[str, Any]] | None = None, text_jobs: list[dict[str, Any]] | None = None,
