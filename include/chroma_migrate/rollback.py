@@ -2,20 +2,29 @@
 
 A plain rollback swaps the pointers back (publishing.swap_pointers). Records written since the
 migration exist only in the live version, so `rebuild_current` rebuilds that version's data in
-the older version's chromadb format and publishes it as a new version instead.
+the older version's chromadb format, with the migration's own batched steps, and publishes it
+as a new version instead.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from chroma_migrate.errors import MigrationError
 from chroma_migrate.inspection import describe_database
-from chroma_migrate.migrate import MigrationRequest, migrate
-from chroma_migrate.pipeline import RunPaths
+from chroma_migrate.pipeline import (
+    RunPaths,
+    batch_label,
+    changed_exports,
+    export_batch,
+    load_batch,
+    plan_run,
+    verify_run,
+)
 from chroma_migrate.publishing import LiveSide, choose_version_id, swap_pointers, upload_version
 from chroma_migrate.run_types import Stage
 from chroma_migrate.snapshots.manifest import MANIFEST_NAME
@@ -49,18 +58,48 @@ def choose_rollback(live: LiveSide, asked: str | None) -> RollbackChoice:
     return RollbackChoice(current, to_version, "migrated_from" not in manifest and "rolled_back_from" not in manifest)
 
 
-def rebuild_and_publish(live: LiveSide, paths: RunPaths, old_copy: Path, current: str) -> dict[str, Any]:
-    """The live data (staged at `paths.source`) rebuilt in `old_copy`'s chromadb format, verified,
-    uploaded as a new version and made live."""
+def rebuild_and_publish(live: LiveSide, paths: RunPaths, old_copy: Path, current: str,
+                        batch_size: int) -> dict[str, Any]:
+    """The live data (staged at `paths.source`) rebuilt in `old_copy`'s chromadb format through the
+    migration's own steps (plan, export and load per batch, verify), each batch recorded in the
+    ledger so a retried rollback resumes; then uploaded as a new version and made live."""
     old_format = describe_database(old_copy).written_by[-1]
-    rebuilt, source = paths.root / "rebuilt", paths.root / "rebuild-source"
-    for folder in (rebuilt, source):
-        shutil.rmtree(folder, ignore_errors=True)
-    shutil.copytree(paths.source, source, ignore=shutil.ignore_patterns(MANIFEST_NAME))
-    result = migrate(MigrationRequest(source, rebuilt, old_format, strategy=Strategy.REBUILD.value), log=live.log)
+    work = RunPaths(paths.root / "rollback-rebuild")
+    _stage_copy(paths.source, work.source)
+    plan = plan_run(work, old_format, Strategy.REBUILD.value, batch_size)
+    for batch in plan["batches"]:
+        exported = _once(live, Stage.ROLLBACK_EXPORT, batch["index"], lambda b=batch: export_batch(work, plan, b),
+                         redo_if=changed_exports)
+        _once(live, Stage.ROLLBACK_LOAD, batch["index"], lambda b=batch, e=exported: load_batch(work, plan, b, e))
+        live.log(f"Rebuilt {batch_label(batch)} in chromadb {old_format}'s format: {exported['count']} records")
+    report = verify_run(work, plan)
+    if not report["passed"]:
+        raise MigrationError("Verification of the rebuilt data failed: " + "; ".join(report["problems"][:5]) + ".",
+                             f"Nothing live was changed; the report is {work.report_md}.")
     version_id = choose_version_id(live)
-    upload_version(live, rebuilt, version_id, {"run_key": live.run_key, "rolled_back_from": current,
-                                               "chromadb_version": old_format, "strategy": "rebuild"})
-    outcome = swap_pointers(live, expected=current, version_id=version_id, local_copy=rebuilt)
-    records = {c["collection"]: c["records"]["target_count"] for c in result["verification"]["collections"]}
+    upload_version(live, work.target, version_id, {"run_key": live.run_key, "rolled_back_from": current,
+                                                   "chromadb_version": old_format, "strategy": "rebuild"})
+    outcome = swap_pointers(live, expected=current, version_id=version_id, local_copy=work.target)
+    records = {c["collection"]: c["records"]["target_count"] for c in report["collections"]}
     return outcome | {"rebuilt": True, "chromadb_version": old_format, "records": records}
+
+
+def _stage_copy(source: Path, destination: Path) -> None:
+    """The live data copied once for the rebuild (without its manifest: the new version gets its own)."""
+    if destination.is_dir():
+        return
+    partial = destination.with_name(destination.name + ".copying")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial, ignore=shutil.ignore_patterns(MANIFEST_NAME))
+    partial.rename(destination)
+
+
+def _once(live: LiveSide, stage: Stage, index: int, step: Callable[[], Any],
+          redo_if: Callable[[Any], list[str]] | None = None) -> Any:
+    """A step's recorded outcome, or the step run and recorded (again when `redo_if` finds damage)."""
+    done = live.ledger.outcome(live.collection, live.run_key, stage, index)
+    if done is not None and not (redo_if and redo_if(done)):
+        return done
+    outcome = step()
+    live.ledger.record_done(live.collection, live.run_key, stage, index, outcome)
+    return outcome

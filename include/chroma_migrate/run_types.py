@@ -39,6 +39,8 @@ class Stage(StrEnum):
     PUBLISH_VERSION = "publish-version"
     PUBLISH = "publish"
     ROLLBACK = "rollback"
+    ROLLBACK_EXPORT = "rollback-export"
+    ROLLBACK_LOAD = "rollback-load"
 
 
 class BatchRange(TypedDict):

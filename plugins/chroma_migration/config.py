@@ -134,6 +134,17 @@ ENV_KEYS = {"bucket", "efs_root", "staging_root", "lock_table", "ledger_table", 
             "aws_conn_id", "target_version", "batch_size", "lock_lease_minutes", "lock_wait_minutes", "key_layout"}
 
 
+def _numbers(merged: dict[str, Any], where: str) -> dict[str, Any]:
+    """batch_size and the lock's minutes, each positive."""
+    numbers = {"batch_size": _require(merged, "batch_size", where, int)}
+    numbers |= {key: float(_require(merged, key, where, (int, float))) for key in ("lock_lease_minutes",
+                                                                                   "lock_wait_minutes")}
+    for key, value in numbers.items():
+        if value <= 0 or (key == "batch_size" and value < 1):
+            raise ConfigError(f"{where}.{key} must be positive, got {value}.", f"Fix `{key}`.")
+    return numbers
+
+
 def _environment(name: str, raw: Any, defaults: dict[str, Any]) -> Environment:
     where = f"environments.{name}"
     if not isinstance(raw, dict):
@@ -147,12 +158,7 @@ def _environment(name: str, raw: Any, defaults: dict[str, Any]) -> Environment:
         raise ConfigError(f"{where}.target_version {target!r} is not supported.",
                           f"Use one of {', '.join(supported_version_names())}.")
     get_version(target)
-    numbers = {"batch_size": _require(merged, "batch_size", where, int)}
-    numbers |= {key: float(_require(merged, key, where, (int, float))) for key in ("lock_lease_minutes",
-                                                                                   "lock_wait_minutes")}
-    for key, value in numbers.items():
-        if value <= 0 or (key == "batch_size" and value < 1):
-            raise ConfigError(f"{where}.{key} must be positive, got {value}.", f"Fix `{key}`.")
+    numbers = _numbers(merged, where)
     schedule = _expand(merged.get("schedule"), f"{where}.schedule")
     if schedule is not None and not isinstance(schedule, str):
         raise ConfigError(f"{where}.schedule must be a cron string, a preset like @daily, or null.", "Fix it.")
@@ -171,6 +177,24 @@ def _environment(name: str, raw: Any, defaults: dict[str, Any]) -> Environment:
 def load_config(path: Path | None = None) -> MigrationConfig:
     """Read and validate the file (default: $CHROMA_MIGRATION_CONFIG, else include/config/...)."""
     path = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    raw = _read_mapping(path)
+    defaults = raw.get("defaults") or {}
+    if not isinstance(defaults, dict) or set(defaults) - ENV_KEYS:
+        raise ConfigError(f"defaults has unknown keys {sorted(set(defaults) - ENV_KEYS)}.",
+                          f"Known keys: {', '.join(sorted(ENV_KEYS))}.")
+    collections = _collections(raw.get("collections"))
+    environments_raw = raw.get("environments")
+    if not isinstance(environments_raw, dict) or not environments_raw:
+        raise ConfigError("environments must map names (dev, prod, ...) to settings.", "Add environments:.")
+    environments = {name: _environment(name, value, defaults) for name, value in environments_raw.items()}
+    scheduled = [env.name for env in environments.values() if env.schedule]
+    if len(scheduled) > 1:
+        raise ConfigError(f"Only one environment can be scheduled (one DAG per collection), found {scheduled}.",
+                          "Set schedule: null on all but one (dev revalidates; prod is triggered).")
+    return MigrationConfig(path, tuple(collections), environments)
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError as exc:
@@ -183,11 +207,10 @@ def load_config(path: Path | None = None) -> MigrationConfig:
     if unknown:
         raise ConfigError(f"{path} has unknown top-level keys {sorted(unknown)}.",
                           "Use defaults, collections, environments.")
-    defaults = raw.get("defaults") or {}
-    if not isinstance(defaults, dict) or set(defaults) - ENV_KEYS:
-        raise ConfigError(f"defaults has unknown keys {sorted(set(defaults) - ENV_KEYS)}.",
-                          f"Known keys: {', '.join(sorted(ENV_KEYS))}.")
-    collections = raw.get("collections")
+    return raw
+
+
+def _collections(collections: Any) -> list[str]:
     if not isinstance(collections, list) or not collections:
         raise ConfigError("collections must be a non-empty list of collection names.", "List them under collections:.")
     for position, name in enumerate(collections):
@@ -196,12 +219,4 @@ def load_config(path: Path | None = None) -> MigrationConfig:
                               "Use 3-512 characters from letters, digits, '.', '_' and '-'.")
     if len(set(collections)) != len(collections):
         raise ConfigError("collections lists a name twice.", "Remove the duplicate.")
-    environments_raw = raw.get("environments")
-    if not isinstance(environments_raw, dict) or not environments_raw:
-        raise ConfigError("environments must map names (dev, prod, ...) to settings.", "Add environments:.")
-    environments = {name: _environment(name, value, defaults) for name, value in environments_raw.items()}
-    scheduled = [env.name for env in environments.values() if env.schedule]
-    if len(scheduled) > 1:
-        raise ConfigError(f"Only one environment can be scheduled (one DAG per collection), found {scheduled}.",
-                          "Set schedule: null on all but one (dev revalidates; prod is triggered).")
-    return MigrationConfig(path, tuple(collections), environments)
+    return collections

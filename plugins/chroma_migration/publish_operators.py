@@ -52,7 +52,8 @@ class RollbackOperator(LockedStepOperator):
         state, choice = self.state, self.rollback
         old = state.paths.root / "rollback-target"
         if choice["rebuild_current"]:
-            return self.record(0, rebuild_and_publish(self.live, state.paths, old, state.source_version_id))
+            return self.record(0, rebuild_and_publish(self.live, state.paths, old, state.source_version_id,
+                                                      state.batch_size))
         outcome = swap_pointers(self.live, expected=state.source_version_id, version_id=choice["to_version_id"],
                                 local_copy=old, allow_legacy=True)
         return self.record(0, outcome | {"rebuilt": False})

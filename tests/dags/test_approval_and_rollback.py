@@ -80,3 +80,4 @@ def test_rollback_can_rebuild_the_current_data_into_the_old_format(system):
     assert_same_records(expected, dump_records("1.0.20", rebuilt), spaces_of(expected))
     manifest = system.s3("words").read_manifest(system.layout("words").version_prefix(live))
     assert manifest["chromadb_version"] == "1.0.20" and manifest["rolled_back_from"] == current
+    assert "in chromadb 1.0.20's format" in result.log, "the rebuild runs the migration's batch steps"
