@@ -26,7 +26,6 @@ from chroma_migrate.errors import (
 from chroma_migrate.faults import fault_point
 from chroma_migrate.inspection import DatabaseInfo, describe_database
 from chroma_migrate.phases import PhaseLog
-from chroma_migrate.probe import read_natively
 from chroma_migrate.snapshots.manifest import MANIFEST_NAME
 from chroma_migrate.strategy import Strategy, choose_strategy, fallback_reason, requested_strategy
 from chroma_migrate.target_collections import create_target_collections
@@ -148,8 +147,7 @@ def _run_strategies(state: MigrationState, log) -> dict[str, Any]:
     to a rebuild from the source."""
     info, target = state.info, state.target
     requested = Strategy(state.request.strategy)
-    reads_whole = read_natively(info) if requested is Strategy.AUTO and info.signature == target.signature else None
-    choice = choose_strategy(info, target, requested, reads_whole)
+    choice = choose_strategy(info, target, requested)
     reason = choice.reason
     for position, strategy in enumerate(choice.order):
         shutil.rmtree(state.target_db, ignore_errors=True)

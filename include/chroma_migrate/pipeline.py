@@ -25,7 +25,6 @@ from chroma_migrate.faults import fault_point
 from chroma_migrate.inspection import describe_database
 from chroma_migrate.migrate import MigrationRequest, migrate
 from chroma_migrate.phases import PhaseLog
-from chroma_migrate.probe import read_natively
 from chroma_migrate.run_types import BatchJob, BatchKind, ExportOutcome, LoadOutcome, MigrationPlan
 from chroma_migrate.snapshots.manifest import MANIFEST_NAME
 from chroma_migrate.staging_space import cleaned_when_full
@@ -101,8 +100,7 @@ def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch
     info = describe_database(paths.source)
     refuse_unrepresentable(info.collections, target)
     requested = requested_strategy(strategy)
-    reads_whole = read_natively(info) if requested is Strategy.AUTO and info.signature == target.signature else None
-    choice = choose_strategy(info, target, requested, reads_whole)
+    choice = choose_strategy(info, target, requested)
     chosen, reason, upgraded = choice.first, choice.reason, False
     if chosen is Strategy.UPGRADE and choice.fallback is Strategy.REBUILD:
         chosen, reason, upgraded = attempt_upgrade(paths, target.version, batch_size, reason)

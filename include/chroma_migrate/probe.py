@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from chroma_migrate.collection_spec import unrepresentable
-from chroma_migrate.errors import MigrationError, WorkerFailedError
+from chroma_migrate.errors import WorkerFailedError
 from chroma_migrate.inspection import DatabaseInfo, describe_database
-from chroma_migrate.native import check_integrity
 from chroma_migrate.strategy import Strategy, choose_strategy
 from chroma_migrate.versions import ChromaVersion, get_version
 from chroma_migrate.worker_client import run_worker
@@ -60,18 +59,6 @@ def try_open_copy(info: DatabaseInfo, target: ChromaVersion, work_dir: Path | No
     return True, f"chromadb {target.version} opened a copy and counts match"
 
 
-def read_natively(info: DatabaseInfo) -> tuple[bool, str]:
-    """Whether every collection reads back whole (every record has its vector), by the native reader."""
-    try:
-        counts = check_integrity(info.path)
-    except MigrationError as exc:
-        return False, f"the native reader found the database inconsistent: {exc.problem}"
-    wrong = [c.name for c in info.collections if counts.get(c.name) != c.records]
-    if wrong:
-        return False, f"the native reader counts differ for {', '.join(wrong)}"
-    return True, "the native reader read every collection in place and it is consistent"
-
-
 def probe(path: Path, target_version: str, *, work_dir: Path | None = None) -> ProbeResult:
     """A dry run of `auto` (strategy.py): the same decision, where an upgrade is predicted by the
     target opening a copy and counting its records, not yet verified as the migration would."""
@@ -79,8 +66,7 @@ def probe(path: Path, target_version: str, *, work_dir: Path | None = None) -> P
     info = describe_database(path)
     blocked = {c.name: "; ".join(problem for problem, _fix in found) for c in info.collections
                if (found := unrepresentable(c, target))}
-    reads_whole = read_natively(info) if info.signature == target.signature else None
-    choice = choose_strategy(info, target, Strategy.AUTO, reads_whole)
+    choice = choose_strategy(info, target, Strategy.AUTO)
     strategy, reason = choice.first, choice.reason
     if strategy is Strategy.UPGRADE:
         opened, detail = try_open_copy(info, target, work_dir)

@@ -20,6 +20,7 @@ from enum import StrEnum
 
 from chroma_migrate.errors import MigrationError
 from chroma_migrate.inspection import DatabaseInfo
+from chroma_migrate.native import check_integrity
 from chroma_migrate.versions import ChromaVersion
 
 
@@ -74,8 +75,8 @@ def pending_migrations(signature: dict[str, int], target: ChromaVersion) -> list
 def choose_strategy(info: DatabaseInfo, target: ChromaVersion, requested: Strategy,
                     reads_whole: tuple[bool, str] | None = None) -> StrategyChoice:
     """The decision of the module docstring. `reads_whole` is the native reader's verdict on the
-    source, (readable, detail); it is only needed, and only computed by the caller, for a
-    source that already has the target's schema."""
+    source, (readable, detail); it is only needed for a source that already has the target's
+    schema, and read then (`read_natively`) unless given."""
     downgrade = downgrade_reason(info.signature, target)
     if requested is Strategy.REBUILD:
         return StrategyChoice(Strategy.REBUILD, None, downgrade or "rebuild requested")
@@ -87,7 +88,7 @@ def choose_strategy(info: DatabaseInfo, target: ChromaVersion, requested: Strate
     if downgrade:
         return StrategyChoice(Strategy.REBUILD, None, downgrade)
     if info.signature == target.signature:
-        readable, detail = reads_whole if reads_whole is not None else (True, "")
+        readable, detail = reads_whole if reads_whole is not None else read_natively(info)
         if not readable:
             return StrategyChoice(Strategy.REBUILD, None, detail)
         return StrategyChoice(Strategy.NOOP, Strategy.REBUILD,
@@ -95,6 +96,18 @@ def choose_strategy(info: DatabaseInfo, target: ChromaVersion, requested: Strate
     steps = ", ".join(pending_migrations(info.signature, target))
     return StrategyChoice(Strategy.UPGRADE, Strategy.REBUILD,
                           f"chromadb {target.version} applies migrations {steps} to a copy")
+
+
+def read_natively(info: DatabaseInfo) -> tuple[bool, str]:
+    """Whether every collection reads back whole (every record has its vector), by the native reader."""
+    try:
+        counts = check_integrity(info.path)
+    except MigrationError as exc:
+        return False, f"the native reader found the database inconsistent: {exc.problem}"
+    wrong = [c.name for c in info.collections if counts.get(c.name) != c.records]
+    if wrong:
+        return False, f"the native reader counts differ for {', '.join(wrong)}"
+    return True, "the native reader read every collection in place and it is consistent"
 
 
 def fallback_reason(failed: Strategy, problem: str) -> str:
