@@ -141,8 +141,7 @@ def attempt_upgrade(paths: RunPaths, target_version: str, batch_size: int, reaso
     with cleaned_when_full("upgrading a copy of the source", paths.root, paths.target):
         try:
             result = migrate(request, log=logger.info)
-        except (WorkerFailedError, VerificationFailedError) as exc:
-            shutil.rmtree(paths.target, ignore_errors=True)
+        except (WorkerFailedError, VerificationFailedError) as exc:  # migrate never wrote OUT then
             return Strategy.REBUILD, fallback_reason(Strategy.UPGRADE, exc.problem), False
     paths.plan_verification.write_text(json.dumps(
         {"fingerprint": tree_fingerprint(paths.target), "report": result["verification"]}, default=str))
@@ -280,10 +279,14 @@ def verify_run(paths: RunPaths, plan: MigrationPlan, batch_size: int | None = No
 def verification_summary(plan: MigrationPlan, report: dict[str, Any], report_url: str, markdown: str,
                          ) -> dict[str, Any]:
     """What the approver reads and later tasks get from a passed verification."""
-    records = {c["collection"]: (c.get("records") or {}).get("target_count") for c in report["collections"]}
     return {"passed": True, "strategy": plan["strategy"], "source_version": plan["source_version"],
-            "target_version": plan["target_version"], "records": records, "report": report_url,
+            "target_version": plan["target_version"], "records": target_counts(report), "report": report_url,
             "markdown": markdown}
+
+
+def target_counts(report: dict[str, Any]) -> dict[str, int | None]:
+    """Records per collection in the verified target, from a verification report."""
+    return {c["collection"]: (c.get("records") or {}).get("target_count") for c in report["collections"]}
 
 
 def render_report_markdown(plan: MigrationPlan, report: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from chroma_migrate.pipeline import (
     export_batch,
     load_batch,
     plan_run,
+    target_counts,
     verify_run,
 )
 from chroma_migrate.publishing import LiveSide, choose_version_id, swap_pointers, upload_version
@@ -80,8 +81,7 @@ def rebuild_and_publish(live: LiveSide, paths: RunPaths, old_copy: Path, current
     upload_version(live, work.target, version_id, {"run_key": live.run_key, "rolled_back_from": current,
                                                    "chromadb_version": old_format, "strategy": "rebuild"})
     outcome = swap_pointers(live, expected=current, version_id=version_id, local_copy=work.target)
-    records = {c["collection"]: c["records"]["target_count"] for c in report["collections"]}
-    return outcome | {"rebuilt": True, "chromadb_version": old_format, "records": records}
+    return outcome | {"rebuilt": True, "chromadb_version": old_format, "records": target_counts(report)}
 
 
 def _stage_copy(source: Path, destination: Path) -> None:
