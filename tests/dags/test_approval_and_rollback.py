@@ -64,6 +64,7 @@ def test_rollback_points_s3_and_efs_back(system):
     assert system.lock_item("words") is None
 
 
+@pytest.mark.slow  # over a minute: `make test-slow` (CI budget, README Tests)
 def test_rollback_can_rebuild_the_current_data_into_the_old_format(system):
     system.seed("words")
     migrated = run_dag_test(system.env, "chroma_migration__words", conf={"env": "dev"}, timeout_s=600)

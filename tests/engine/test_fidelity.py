@@ -31,8 +31,8 @@ PAIRS = [
     ("1.5.9", "1.5.9", "rebuild", True, True),
     ("1.5.9", "1.0.20", "auto", True, True),
     ("1.3.7", "0.6.3", "auto", False, True),
-    ("1.0.20", "0.5.23", "auto", False, True),
-    ("0.5.23", "0.4.24", "auto", False, False),
+    pytest.param("1.0.20", "0.5.23", "auto", False, True, marks=pytest.mark.slow),
+    pytest.param("0.5.23", "0.4.24", "auto", False, False, marks=pytest.mark.slow),
     ("0.4.24", "1.5.9", "rebuild", False, False),
 ]
 

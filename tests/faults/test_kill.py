@@ -35,6 +35,7 @@ WHEN = "2026-05-01T00:00:00+00:00"
 CONF = {"env": "dev", "strategy": "rebuild", "batch_size": 200}  # words in 2 batches, lines in 1
 
 
+@pytest.mark.slow  # over a minute: `make test-slow` (CI budget, README Tests)
 def test_sigkill_at_each_step_then_the_same_run_converges(system):
     system.seed("words", spec=FAULT_SPEC)
     before = live_bytes(system)

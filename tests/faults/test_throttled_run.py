@@ -34,6 +34,7 @@ def through(env: dict[str, str], proxy: FaultProxy, attempts: int) -> dict[str, 
     return {**env, "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({"conn_type": "aws", "extra": extra})}
 
 
+@pytest.mark.slow  # over a minute: `make test-slow` (CI budget, README Tests)
 def test_throttling_is_retried_and_a_failing_pointer_write_changes_nothing_live(system):
     system.seed("words", spec=FAULT_SPEC)
     before = live_bytes(system)

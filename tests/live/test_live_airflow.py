@@ -56,6 +56,7 @@ def _backfill(live, dag_id: str, first: datetime, last: datetime, reprocess: str
     live.api.wait_for_backfill(backfill["id"])
 
 
+@pytest.mark.slow  # over a minute: `make test-slow` (CI budget, README Tests)
 def test_a_failed_scheduled_dev_run_is_rerun_alone_by_a_backfill(live):
     """Dev revalidates nightly. One night the compactor is still writing a new snapshot with the old
     chromadb and holds the lock: that night's run fails. A backfill of the whole range with reprocess
