@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,12 +15,16 @@ from typing import Any
 
 import pytest
 
+from chroma_migrate.versions import RUNTIME_FILES_ENV
 from chroma_migrate.worker_client import run_worker
 from chroma_migrate_testkit.fixtures import cached_database, receipt_spec
 from chroma_migrate_testkit.standins import MotoServer
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_CACHE = REPO / ".cache" / "fixtures"
+# Releases the tests resolve on demand get their runtime files here, not among the shipped ones.
+RESOLVED_FILES = REPO / ".cache" / "resolved-runtime-files"
+os.environ.setdefault(RUNTIME_FILES_ENV, str(RESOLVED_FILES))
 CLI = [sys.executable, "-m", "chroma_migrate"]
 
 

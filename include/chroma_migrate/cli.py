@@ -20,11 +20,12 @@ from chroma_migrate.errors import MigrationError, VerificationFailedError
 from chroma_migrate.inspection import describe_database
 from chroma_migrate.migrate import DEFAULT_BATCH_SIZE, MigrationRequest, migrate
 from chroma_migrate.probe import probe
+from chroma_migrate.runtime_resolution import resolve_version
 from chroma_migrate.runtimes import ensure_runtime, list_runtimes
 from chroma_migrate.strategy import REQUESTABLE
 from chroma_migrate.verification import report
 from chroma_migrate.verification.verify import READERS, VerifyRequest, verify_databases
-from chroma_migrate.versions import get_version, latest_version, supported_version_names
+from chroma_migrate.versions import latest_version, supported_version_names
 
 
 def _collections(text: str | None) -> list[str] | None:
@@ -43,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
 
     probe_cmd = commands.add_parser("probe", parents=[common], help="which strategy a target version needs")
     probe_cmd.add_argument("path", type=Path)
-    probe_cmd.add_argument("--target", default=latest_version().version, help="chromadb version to move to")
+    probe_cmd.add_argument("--target", default=latest_version().version,
+                           help="chromadb release to move to (any from 0.4.15 on)")
     probe_cmd.add_argument("--work-dir", type=Path, help="where the probe's copy goes (default: system temp)")
 
     work = argparse.ArgumentParser(add_help=False)
@@ -54,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     migrate_cmd = commands.add_parser("migrate", parents=[common, work], help="write a verified copy in a version")
     migrate_cmd.add_argument("path", type=Path)
     migrate_cmd.add_argument("out", type=Path)
-    migrate_cmd.add_argument("--target", default=latest_version().version, help="chromadb version to write")
+    migrate_cmd.add_argument("--target", default=latest_version().version,
+                             help="chromadb release to write (any from 0.4.15 on; one without a runtime file is "
+                                  "resolved on first use)")
     migrate_cmd.add_argument("--strategy", default="auto", choices=REQUESTABLE)
     migrate_cmd.add_argument("--export-with", default="native", choices=EXPORTERS,
                              help="rebuild export: the native reader in place (default) or the source's chromadb")
@@ -70,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     runtime = commands.add_parser("runtime", help="chromadb runtimes (one virtual environment per version)")
     runtime_commands = runtime.add_subparsers(dest="runtime_command", required=True)
     ensure = runtime_commands.add_parser("ensure", parents=[common], help="build runtimes once, cached")
-    ensure.add_argument("versions", nargs="*", help=f"any of {', '.join(supported_version_names())}")
+    ensure.add_argument("versions", nargs="*", help=f"shipped: {', '.join(supported_version_names())}; any other "
+                        "release from 0.4.15 on is pinned, built and measured on first use")
     ensure.add_argument("--all", action="store_true", help="every supported version")
     runtime_commands.add_parser("list", parents=[common], help="supported versions and what is built")
 
@@ -86,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log(args: argparse.Namespace) -> Callable[[str], None]:
+    """Progress goes to stderr, and nowhere under --json (stdout holds one document)."""
+    return (lambda message: print(message, file=sys.stderr)) if not args.json else (lambda _m: None)
+
+
 def _inspect(args) -> tuple[dict[str, Any], str, int]:
     info = describe_database(args.path).to_dict()
     return info, report.render_inspect(info), 0
@@ -99,8 +109,7 @@ def _probe(args) -> tuple[dict[str, Any], str, int]:
 def _migrate(args) -> tuple[dict[str, Any], str, int]:
     request = MigrationRequest(args.path, args.out, args.target, args.strategy, _collections(args.collections),
                                args.batch_size, args.workers, args.export_with)
-    log = (lambda message: print(message, file=sys.stderr)) if not args.json else (lambda _m: None)
-    result = migrate(request, log=log)
+    result = migrate(request, log=_log(args))
     return result, report.render_migration(result), 0
 
 
@@ -109,8 +118,8 @@ def _verify(args) -> tuple[dict[str, Any], str, int]:
     Runtime: both sides copied first, because chromadb writes to every database it opens."""
     if args.batch_size < 1 or args.workers < 1:
         raise MigrationError("--batch-size and --workers must be at least 1.", "Use positive numbers.")
-    source_version = get_version(args.source_version).version if args.source_version else None
-    target_version = get_version(args.target_version).version if args.target_version else None
+    source_version = resolve_version(args.source_version, log=_log(args)).version if args.source_version else None
+    target_version = resolve_version(args.target_version, log=_log(args)).version if args.target_version else None
     describe_database(args.source)
     describe_database(args.target)
     with tempfile.TemporaryDirectory(prefix="chroma-migrate-verify-copies-") as scratch:
@@ -137,15 +146,16 @@ def _runtime(args) -> tuple[dict[str, Any], str, int]:
     if not versions:
         raise MigrationError("runtime ensure needs a version.",
                              f"Name one of {', '.join(supported_version_names())}, or pass --all.")
-    log = (lambda m: print(m, file=sys.stderr)) if not args.json else (lambda _m: None)
-    built = [{"version": v, "python": str(ensure_runtime(v, log=log).python)} for v in versions]
+    log = _log(args)
+    built = [{"version": v, "python": str(ensure_runtime(resolve_version(v, log=log).version, log=log).python)}
+             for v in versions]
     return {"runtimes": built}, "\n".join(f"chromadb {b['version']}: {b['python']}" for b in built), 0
 
 
 def _fixture(args) -> tuple[dict[str, Any], str, int]:
     from chroma_migrate_testkit.fixtures import build_database, receipt_spec  # demo support, not the engine
 
-    version = get_version(args.version)
+    version = resolve_version(args.version, log=_log(args))
     if args.lists and not version.supports_list_metadata:
         raise MigrationError(f"chromadb {version.version} cannot store list metadata.", "Drop --lists or use 1.5+.")
     spec = receipt_spec(records=args.records, dim=args.dim, big_dim=1536 if args.big_dim else None,

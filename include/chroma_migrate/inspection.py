@@ -20,7 +20,7 @@ from chroma_migrate.verification.accounting import cached_account
 from chroma_migrate.versions import (
     ChromaVersion,
     newest_known_signature,
-    supported_versions,
+    shipped_versions,
     versions_with_signature,
 )
 
@@ -74,7 +74,7 @@ def reader_for(signature: dict[str, int]) -> ChromaVersion:
             f"The database was written by a chromadb newer than any supported version ({found}).",
             "Add a runtime file for that chromadb version under include/chroma_migrate/runtimes/.",
         )
-    for version in supported_versions():
+    for version in shipped_versions():
         if all(version.signature.get(name, 0) >= number for name, number in signature.items()):
             return version
     raise UnsupportedVersionError(f"No supported chromadb version can open schema {signature}.")

@@ -26,12 +26,13 @@ from chroma_migrate.errors import (
 from chroma_migrate.faults import fault_point
 from chroma_migrate.inspection import DatabaseInfo, describe_database
 from chroma_migrate.phases import PhaseLog
+from chroma_migrate.runtime_resolution import resolve_version
 from chroma_migrate.snapshots.manifest import MANIFEST_NAME
 from chroma_migrate.strategy import Strategy, choose_strategy, fallback_reason, requested_strategy
 from chroma_migrate.target_collections import create_target_collections
 from chroma_migrate.verification.text_sample import TextAnswers, start_text_answers
 from chroma_migrate.verification.verify import VerifyRequest, pick_queries, query_jobs, query_sets_for, verify_databases
-from chroma_migrate.versions import ChromaVersion, get_version
+from chroma_migrate.versions import ChromaVersion
 from chroma_migrate.worker_client import run_worker
 
 NEAREST_KEY = "__nearest__"  # where the load operation puts its answers (worker/write_ops.py)
@@ -83,7 +84,7 @@ class MigrationState:
 
 def validate_request(request: MigrationRequest) -> tuple[ChromaVersion, DatabaseInfo, list[str]]:
     """Everything that can be refused before any work is refused here."""
-    target = get_version(request.target)
+    target = resolve_version(request.target)
     requested_strategy(request.strategy)
     if request.batch_size < 1:
         raise MigrationError(f"--batch-size must be at least 1, got {request.batch_size}.",

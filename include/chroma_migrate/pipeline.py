@@ -26,13 +26,13 @@ from chroma_migrate.inspection import describe_database
 from chroma_migrate.migrate import MigrationRequest, migrate
 from chroma_migrate.phases import PhaseLog
 from chroma_migrate.run_types import BatchJob, BatchKind, ExportOutcome, LoadOutcome, MigrationPlan
+from chroma_migrate.runtime_resolution import resolve_version
 from chroma_migrate.snapshots.manifest import MANIFEST_NAME
 from chroma_migrate.staging_space import cleaned_when_full
 from chroma_migrate.strategy import Strategy, choose_strategy, fallback_reason, requested_strategy
 from chroma_migrate.target_collections import create_target_collections
 from chroma_migrate.verification.report import render_verification, self_retrieval_text
 from chroma_migrate.verification.verify import VerifyRequest, verify_databases
-from chroma_migrate.versions import get_version
 from chroma_migrate.worker_client import run_worker
 
 PLAN_FORMAT = 1
@@ -96,7 +96,7 @@ def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch
         return json.loads(paths.plan_file.read_text())
     if batch_size < 1:
         raise MigrationError(f"batch_size must be at least 1, got {batch_size}.", "Pass a positive batch_size.")
-    target = get_version(target_version)
+    target = resolve_version(target_version)
     info = describe_database(paths.source)
     refuse_unrepresentable(info.collections, target)
     requested = requested_strategy(strategy)

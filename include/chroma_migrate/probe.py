@@ -17,8 +17,9 @@ from typing import Any
 from chroma_migrate.collection_spec import unrepresentable
 from chroma_migrate.errors import WorkerFailedError
 from chroma_migrate.inspection import DatabaseInfo, describe_database
+from chroma_migrate.runtime_resolution import resolve_version
 from chroma_migrate.strategy import Strategy, choose_strategy
-from chroma_migrate.versions import ChromaVersion, get_version
+from chroma_migrate.versions import ChromaVersion
 from chroma_migrate.worker_client import run_worker
 
 
@@ -62,7 +63,7 @@ def try_open_copy(info: DatabaseInfo, target: ChromaVersion, work_dir: Path | No
 def probe(path: Path, target_version: str, *, work_dir: Path | None = None) -> ProbeResult:
     """A dry run of `auto` (strategy.py): the same decision, where an upgrade is predicted by the
     target opening a copy and counting its records, not yet verified as the migration would."""
-    target = get_version(target_version)
+    target = resolve_version(target_version)
     info = describe_database(path)
     blocked = {c.name: "; ".join(problem for problem, _fix in found) for c in info.collections
                if (found := unrepresentable(c, target))}

@@ -55,7 +55,7 @@ def runtime_for(version: str) -> Runtime:
 
 
 @contextmanager
-def _build_lock(root: Path, version: str):
+def build_lock(root: Path, version: str):
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f".chromadb-{version}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -65,15 +65,15 @@ def _build_lock(root: Path, version: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _uv_executable() -> str | None:
+def uv_executable() -> str | None:
     beside_python = Path(sys.executable).parent / "uv"
     if beside_python.is_file():
         return str(beside_python)
     return shutil.which("uv")
 
 
-def _install_commands(staging: Path, requirements: Path) -> list[list[str]]:
-    uv = _uv_executable()
+def install_commands(staging: Path, requirements: Path) -> list[list[str]]:
+    uv = uv_executable()
     python = staging / "bin" / "python"
     if uv:
         return [
@@ -92,13 +92,13 @@ def ensure_runtime(version: str, *, log=print) -> Runtime:
     if runtime.is_built():
         return runtime
     root = runtimes_root()
-    with _build_lock(root, runtime.version.version):
+    with build_lock(root, runtime.version.version):
         if runtime.is_built():
             return runtime
         staging = root / f".building-chromadb-{runtime.version.version}-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         log(f"building runtime chromadb {runtime.version.version} in {runtime.path}")
-        for command in _install_commands(staging, runtime.version.requirements):
+        for command in install_commands(staging, runtime.version.requirements):
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
                 shutil.rmtree(staging, ignore_errors=True)

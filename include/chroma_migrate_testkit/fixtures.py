@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from chroma_migrate.versions import get_version
+from chroma_migrate.runtime_resolution import resolve_version
 from chroma_migrate.worker_client import run_worker
 
 FIXTURE_FORMAT = 1
@@ -80,7 +80,7 @@ def spec_key(version: str, spec: dict[str, Any]) -> str:
 
 def build_database(path: Path, version: str, spec: dict[str, Any]) -> dict[str, Any]:
     """Write a fresh database at `path` with chromadb `version`."""
-    get_version(version)
+    resolve_version(version)
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)

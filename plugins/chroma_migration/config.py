@@ -17,8 +17,9 @@ from typing import Any
 
 import yaml
 
-from chroma_migrate.errors import MigrationError
-from chroma_migrate.versions import get_version, supported_version_names
+from chroma_migrate.errors import MigrationError, UnsupportedVersionError
+from chroma_migrate.runtime_resolution import check_release
+from chroma_migrate.versions import supported_version_names
 
 # plugins/chroma_migration/config.py -> include/config/, in the repository and in the image alike.
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "include" / "config" / "chroma_migration.yaml"
@@ -145,6 +146,16 @@ def _numbers(merged: dict[str, Any], where: str) -> dict[str, Any]:
     return numbers
 
 
+def _release(version: str, where: str) -> None:
+    """A well-formed release from 0.4.15 on; one without a runtime file is resolved when a run
+    first needs it (never while the DAG file is parsed)."""
+    try:
+        check_release(version)
+    except UnsupportedVersionError as exc:
+        raise ConfigError(f"{where}: {exc.problem}", f"{exc.fix} Shipped: {', '.join(supported_version_names())}."
+                          ) from exc
+
+
 def _environment(name: str, raw: Any, defaults: dict[str, Any]) -> Environment:
     where = f"environments.{name}"
     if not isinstance(raw, dict):
@@ -154,10 +165,7 @@ def _environment(name: str, raw: Any, defaults: dict[str, Any]) -> Environment:
         raise ConfigError(f"{where} has unknown keys {sorted(unknown)}.", f"Known keys: {', '.join(sorted(ENV_KEYS))}.")
     merged = {**defaults, **raw}
     target = str(_require(merged, "target_version", where, (str, int, float)))
-    if target not in supported_version_names():
-        raise ConfigError(f"{where}.target_version {target!r} is not supported.",
-                          f"Use one of {', '.join(supported_version_names())}.")
-    get_version(target)
+    _release(target, f"{where}.target_version")
     numbers = _numbers(merged, where)
     schedule = _expand(merged.get("schedule"), f"{where}.schedule")
     if schedule is not None and not isinstance(schedule, str):

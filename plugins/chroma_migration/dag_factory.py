@@ -37,6 +37,7 @@ from chroma_migration.work_operators import (
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 VERSION_ID_PATTERN = r"^[0-9]{8}_[0-9]{6}$"
+RELEASE_PATTERN = r"^[0-9]+\.[0-9]+\.[0-9]+$"
 
 
 def _default_args() -> dict[str, Any]:
@@ -75,8 +76,11 @@ def _migration_params(config: MigrationConfig) -> dict[str, Param]:
     """The trigger form of a migration run."""
     return {
         "env": _env_param(config),
-        "target_version": Param(None, type=["null", "string"], enum=[None, *supported_version_names()],
-                                description="chromadb version to move to (empty: the environment's target)."),
+        "target_version": Param(None, type=["null", "string"], pattern=RELEASE_PATTERN,
+                                examples=supported_version_names(),
+                                description="chromadb release to move to, any from 0.4.15 on (empty: the "
+                                            "environment's target); one without a runtime file is pinned, built "
+                                            "and measured on first use."),
         "strategy": Param("auto", enum=list(REQUESTABLE),
                           description="auto upgrades a copy and rebuilds if it fails to open or verify; upgrade "
                                       "copies and lets the target migrate; rebuild re-adds."),

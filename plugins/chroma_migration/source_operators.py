@@ -10,9 +10,9 @@ from airflow.sdk import BaseOperator
 from chroma_migrate.errors import MigrationError
 from chroma_migrate.pipeline import plan_run
 from chroma_migrate.rollback import choose_rollback
+from chroma_migrate.runtime_resolution import resolve_version
 from chroma_migrate.snapshot_source import download_snapshot, resolve_source, stage_version
 from chroma_migrate.strategy import requested_strategy
-from chroma_migrate.versions import get_version
 from chroma_migration.base import ChromaMigrationOperator
 from chroma_migration.config import load_config
 from chroma_migration.hooks import ChromaSnapshotHook
@@ -66,7 +66,7 @@ class ResolveSnapshotOperator(BaseOperator):
             raise MigrationError(f"Collection {self.collection!r} is not in {config.path}.",
                                  f"Use one of {', '.join(config.collections)}.")
         environment = config.environment(str(self.env))
-        target = get_version(str(self.target_version or environment.target_version)).version
+        target = resolve_version(str(self.target_version or environment.target_version)).version
         self.strategy = str(requested_strategy(str(self.strategy or "auto")))
         batch_size = environment.batch_size if self.batch_size in (None, "") else int(self.batch_size)
         if batch_size < 1:

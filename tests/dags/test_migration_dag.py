@@ -132,6 +132,7 @@ def _delete_one_record(database, collection: str) -> None:
                    capture_output=True)
 
 
+@pytest.mark.slow  # 65 s; runs with make test-slow
 def test_a_rerun_after_a_failed_load_skips_the_finished_batches(system):
     seed_db = system.seed("words")
     when = "2026-04-01T00:00:00+00:00"

@@ -24,7 +24,7 @@ STALE_TEXT_SPEC = receipt_spec(records=300, dim=16, big_dim=None, missing_docume
 
 @pytest.mark.parametrize(("version", "spec", "strategy"), [
     pytest.param("1.0.20", SMALL_SPEC, "upgrade", id="upgrade"),
-    pytest.param("0.4.24", STALE_TEXT_SPEC, "rebuild", id="verification-fallback"),
+    pytest.param("0.4.24", STALE_TEXT_SPEC, "rebuild", id="verification-fallback", marks=pytest.mark.slow),  # 52 s
 ])
 def test_the_cli_and_the_dag_choose_the_same_strategy_and_write_equal_databases(system, tmp_path, version, spec,
                                                                                 strategy):

@@ -32,7 +32,7 @@ from chroma_migrate.verification.fulltext_queries import (
     run_text_jobs,
     sample_records,
 )
-from chroma_migrate.versions import supported_version_names
+from chroma_migrate.versions import shipped_version_names
 from chroma_migrate_testkit.fixtures import fidelity_spec, receipt_spec
 from tests.conftest import run_cli
 from tests.engine.fulltext_support import export_batches
@@ -98,7 +98,7 @@ def _in_runtime(version: str, *args: str) -> dict:
 
 # ---------------------------------------------------------------- the index itself
 
-@pytest.mark.parametrize("version", supported_version_names())
+@pytest.mark.parametrize("version", shipped_version_names())
 def test_every_default_fixture_passes(copy_of, version):
     db = copy_of(version)
     report = check_fulltext(db, metadata_segments(db))
@@ -278,7 +278,7 @@ def test_a_target_that_answered_nothing_is_a_problem_not_agreement():
 
 # ---------------------------------------------------------------- queries against real versions
 
-@pytest.mark.parametrize("version", supported_version_names())
+@pytest.mark.parametrize("version", shipped_version_names())
 def test_the_target_answers_like_a_fresh_database_of_its_version(copy_of, tmp_path, version):
     db = copy_of(version)
     checks = [TextCheckInput(name, export_batches(db, name, tmp_path / name), {"hnsw:space": space})

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from chroma_migrate.versions import supported_version_names
+from chroma_migrate.versions import shipped_version_names
 from chroma_migrate_testkit.fixtures import receipt_spec
 from tests.conftest import dump_records, run_cli, tree_digest
 from tests.engine.records import assert_same_records, spaces_of
@@ -36,7 +36,7 @@ def migrate_and_check(source_db, out, source_version, target_version, *extra, co
 
 
 @pytest.mark.parametrize("strategy", ["auto", "rebuild"])
-@pytest.mark.parametrize("source_version", supported_version_names())
+@pytest.mark.parametrize("source_version", shipped_version_names())
 def test_every_version_to_the_latest(copy_of, tmp_path, source_version, strategy):
     db = copy_of(source_version)
     report = migrate_and_check(db, tmp_path / "out", source_version, LATEST, "--strategy", strategy)
@@ -123,7 +123,7 @@ def test_a_0_4_database_no_chromadb_can_read_migrates(copy_of, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target_version", supported_version_names())
-@pytest.mark.parametrize("source_version", supported_version_names())
+@pytest.mark.parametrize("target_version", shipped_version_names())
+@pytest.mark.parametrize("source_version", shipped_version_names())
 def test_every_pair_of_versions(copy_of, tmp_path, source_version, target_version):
     migrate_and_check(copy_of(source_version), tmp_path / "out", source_version, target_version)

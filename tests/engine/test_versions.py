@@ -6,15 +6,18 @@ import pytest
 
 from chroma_migrate.errors import UnsupportedVersionError
 from chroma_migrate.inspection import reader_for
-from chroma_migrate.versions import get_version, supported_version_names
+from chroma_migrate.versions import RUNTIME_FILES_DIR, get_version, supported_version_names
+
+SHIPPED = ["0.4.24", "0.5.23", "0.6.3", "1.0.20", "1.3.7", "1.5.9"]
 
 
 def test_every_required_version_has_a_runtime_file():
-    assert supported_version_names() == ["0.4.24", "0.5.23", "0.6.3", "1.0.20", "1.3.7", "1.5.9"]
+    assert sorted(p.name for p in RUNTIME_FILES_DIR.glob("chromadb-*.txt")) == [f"chromadb-{v}.txt" for v in SHIPPED]
+    assert set(SHIPPED) <= set(supported_version_names())
 
 
 def test_runtime_files_are_fully_pinned_and_0_4_keeps_numpy_1():
-    for name in supported_version_names():
+    for name in SHIPPED:
         lines = [ln for ln in get_version(name).requirements.read_text().splitlines()
                  if ln.strip() and not ln.lstrip().startswith("#")]
         assert all("==" in ln for ln in lines), f"chromadb {name}: unpinned line"

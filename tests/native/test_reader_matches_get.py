@@ -13,13 +13,13 @@ import pytest
 
 from chroma_migrate.exchange import canonical_metadata
 from chroma_migrate.native import check_integrity, open_database
-from chroma_migrate.versions import supported_version_names
+from chroma_migrate.versions import shipped_version_names
 from chroma_migrate_testkit.fixtures import receipt_spec
 from tests.conftest import dump_records, tree_digest
 
 pytestmark = pytest.mark.integration
 
-CASES = [(version, receipt_spec()) for version in supported_version_names()]
+CASES = [(version, receipt_spec()) for version in shipped_version_names()]
 CASES.append(("1.5.9", receipt_spec(with_lists=True, big_dim=None)))
 
 

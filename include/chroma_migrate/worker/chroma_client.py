@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import chromadb
+import chromadb.api.types
 from chromadb.config import Settings
 
 from chroma_migrate import dbfile, exchange
 
 VERSION = tuple(int(p) for p in chromadb.__version__.split(".")[:3])
 IS_RUST_CORE = VERSION >= (1, 0, 0)
-INCLUDE_ALL = ["embeddings", "documents", "metadatas", "uris"]
+# Record URIs arrived in 0.4.22 (with the `URIs` type); older releases refuse "uris" in include.
+STORES_URIS = hasattr(chromadb.api.types, "URIs")
+INCLUDE_ALL = ["embeddings", "documents", "metadatas"] + (["uris"] if STORES_URIS else [])
 
 
 def open_client(path: str, tenant: str = dbfile.DEFAULT_TENANT, database: str = dbfile.DEFAULT_DATABASE):
@@ -115,5 +118,8 @@ def write_records(handle, records, mode: str, limit: int) -> None:
         }
         uris = records.uris[start:stop]
         if any(uri is not None for uri in uris):
+            if not STORES_URIS:
+                raise ValueError(f"chromadb {chromadb.__version__} cannot store record URIs (0.4.22 and newer can); "
+                                 "migrate to a release that keeps them")
             kwargs["uris"] = uris
         write(**kwargs)

@@ -29,18 +29,33 @@ from chroma_migrate.worker.chroma_client import (
 GET_CHUNK = 5000
 
 
-def facts() -> dict[str, Any]:
-    """The migrations this version applies and its batch limit, measured on an empty database."""
+def facts(round_trip: bool = False) -> dict[str, Any]:
+    """The migrations this version applies and its batch limit, measured on an empty database;
+    with `round_trip`, also proof that this runtime can add, get and query (a dependency that
+    imports but breaks at use, such as numpy 2 under 0.4.x, fails here and not in a migration)."""
     with tempfile.TemporaryDirectory() as scratch:
         client = open_client(scratch)
         client.heartbeat()
         batch = max_batch_size(client)
+        if round_trip:
+            _round_trip(client)
         with dbfile.open_readonly(Path(scratch)) as conn:
             signature = dbfile.migration_signature(conn)
             files = [list(row) for row in conn.execute(
                 "SELECT dir, version, filename, hash FROM migrations ORDER BY dir, version")]
     return {"version": ".".join(map(str, VERSION)), "signature": signature, "max_batch_size": batch,
             "migration_files": files}
+
+
+def _round_trip(client) -> None:
+    collection = client.create_collection("chroma_migrate_self_test", embedding_function=None)
+    collection.add(ids=["a", "b"], embeddings=[[1.0, 0.0], [0.0, 1.0]], documents=["first record", None],
+                   metadatas=[{"n": 1, "x": 0.5, "ok": True}, {"s": "two"}])
+    got = collection.get(ids=["a", "b"], include=INCLUDE_ALL)
+    nearest = collection.query(query_embeddings=[[1.0, 0.1]], n_results=1)["ids"][0]
+    found = collection.get(where_document={"$contains": "first"})["ids"]
+    if sorted(got["ids"]) != ["a", "b"] or nearest != ["a"] or found != ["a"]:
+        raise RuntimeError(f"self test read back {got['ids']}, nearest {nearest}, contains {found}")
 
 
 def describe(path: str, queries: list[dict[str, Any]] | None = None, text_jobs: list[dict[str, Any]] | None = None,
