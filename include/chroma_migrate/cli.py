@@ -20,10 +20,12 @@ from chroma_migrate.errors import MigrationError, VerificationFailedError
 from chroma_migrate.inspection import describe_database
 from chroma_migrate.migrate import DEFAULT_BATCH_SIZE, MigrationRequest, migrate
 from chroma_migrate.probe import probe
+from chroma_migrate.reader_policy import parse_reader_args
 from chroma_migrate.runtime_resolution import resolve_version
 from chroma_migrate.runtimes import ensure_runtime, list_runtimes
 from chroma_migrate.strategy import REQUESTABLE
 from chroma_migrate.verification import report
+from chroma_migrate.verification.behaviour import load_sample_queries
 from chroma_migrate.verification.verify import READERS, VerifyRequest, verify_databases
 from chroma_migrate.versions import latest_version, supported_version_names
 
@@ -35,6 +37,10 @@ def _collections(text: str | None) -> list[str] | None:
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    readers = argparse.ArgumentParser(add_help=False)
+    readers.add_argument("--reader", action="append", default=[], metavar="NAME=VERSION",
+                         help="a service that reads the result and the chromadb release it pins (repeatable): "
+                              "its own chromadb smoke-reads a copy and the output says whether it can read it")
     parser = argparse.ArgumentParser(prog="chroma-migrate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -42,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     inspect = commands.add_parser("inspect", parents=[common], help="describe a database without changing it")
     inspect.add_argument("path", type=Path)
 
-    probe_cmd = commands.add_parser("probe", parents=[common], help="which strategy a target version needs")
+    probe_cmd = commands.add_parser("probe", parents=[common, readers],
+                                    help="which strategy a target version needs")
     probe_cmd.add_argument("path", type=Path)
     probe_cmd.add_argument("--target", default=latest_version().version,
                            help="chromadb release to move to (any from 0.4.15 on)")
@@ -52,8 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     work.add_argument("--collections", help="comma-separated collection names (default: all)")
     work.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="records per batch")
     work.add_argument("--workers", type=int, default=1, help="parallel export processes")
+    work.add_argument("--sample-queries", type=Path, metavar="FILE",
+                      help="JSON: per collection, your own queries to compare between the versions")
 
-    migrate_cmd = commands.add_parser("migrate", parents=[common, work], help="write a verified copy in a version")
+    migrate_cmd = commands.add_parser("migrate", parents=[common, work, readers],
+                                      help="write a verified copy in a version")
     migrate_cmd.add_argument("path", type=Path)
     migrate_cmd.add_argument("out", type=Path)
     migrate_cmd.add_argument("--target", default=latest_version().version,
@@ -102,13 +112,14 @@ def _inspect(args) -> tuple[dict[str, Any], str, int]:
 
 
 def _probe(args) -> tuple[dict[str, Any], str, int]:
-    result = probe(args.path, args.target, work_dir=args.work_dir).to_dict()
+    result = probe(args.path, args.target, work_dir=args.work_dir, readers=parse_reader_args(args.reader)).to_dict()
     return result, report.render_probe(result), 0
 
 
 def _migrate(args) -> tuple[dict[str, Any], str, int]:
     request = MigrationRequest(args.path, args.out, args.target, args.strategy, _collections(args.collections),
-                               args.batch_size, args.workers, args.export_with)
+                               args.batch_size, args.workers, args.export_with, parse_reader_args(args.reader),
+                               sample_queries=load_sample_queries(args.sample_queries))
     result = migrate(request, log=_log(args))
     return result, report.render_migration(result), 0
 
@@ -120,6 +131,7 @@ def _verify(args) -> tuple[dict[str, Any], str, int]:
         raise MigrationError("--batch-size and --workers must be at least 1.", "Use positive numbers.")
     source_version = resolve_version(args.source_version, log=_log(args)).version if args.source_version else None
     target_version = resolve_version(args.target_version, log=_log(args)).version if args.target_version else None
+    sample_queries = load_sample_queries(args.sample_queries)
     describe_database(args.source)
     describe_database(args.target)
     with tempfile.TemporaryDirectory(prefix="chroma-migrate-verify-copies-") as scratch:
@@ -131,7 +143,7 @@ def _verify(args) -> tuple[dict[str, Any], str, int]:
         result = verify_databases(VerifyRequest(
             source, target, source_version=source_version, target_version=target_version,
             collections=_collections(args.collections), batch_size=args.batch_size, workers=args.workers,
-            work_dir=Path(scratch), reader=args.read_with))
+            work_dir=Path(scratch), reader=args.read_with, sample_queries=sample_queries))
     result.update(source=str(args.source), target=str(args.target))
     return result, report.render_verification(result), 0 if result["passed"] else 1
 

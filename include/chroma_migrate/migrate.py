@@ -26,10 +26,12 @@ from chroma_migrate.errors import (
 from chroma_migrate.faults import fault_point
 from chroma_migrate.inspection import DatabaseInfo, describe_database
 from chroma_migrate.phases import PhaseLog
+from chroma_migrate.reader_policy import gate_readers, prepare_readers
 from chroma_migrate.runtime_resolution import resolve_version
 from chroma_migrate.snapshots.manifest import MANIFEST_NAME
 from chroma_migrate.strategy import Strategy, choose_strategy, fallback_reason, requested_strategy
 from chroma_migrate.target_collections import create_target_collections
+from chroma_migrate.verification.behaviour import check_sample_collections, validate_sample_queries
 from chroma_migrate.verification.text_sample import TextAnswers, start_text_answers
 from chroma_migrate.verification.verify import VerifyRequest, pick_queries, query_jobs, query_sets_for, verify_databases
 from chroma_migrate.versions import ChromaVersion
@@ -51,6 +53,14 @@ class MigrationRequest:
     batch_size: int = DEFAULT_BATCH_SIZE
     workers: int = 1
     export_with: str = "native"
+    # Services that read the result, by name, and the chromadb release each pins (reader_policy.py).
+    readers: dict[str, str] = field(default_factory=dict)
+    # The operator's own queries per collection, compared across the versions (verification/behaviour.py).
+    sample_queries: dict[str, list[dict]] | None = None
+
+    def __post_init__(self) -> None:
+        """Malformed sample queries are refused here, before any work."""
+        validate_sample_queries(self.sample_queries)
 
 
 @dataclass
@@ -106,6 +116,8 @@ def validate_request(request: MigrationRequest) -> tuple[ChromaVersion, Database
     for name in names:
         info.collection(name)
     refuse_unrepresentable([info.collection(name) for name in names], target)
+    check_sample_collections(request.sample_queries, names)
+    request.readers = prepare_readers(request.readers, log=lambda _m: None)
     return target, info, names
 
 
@@ -126,6 +138,10 @@ def migrate(request: MigrationRequest, log=print) -> dict[str, Any]:
     stage.mkdir()
     try:
         verification = _run_strategies(state, log)
+        verification["readers"] = None
+        if request.readers:
+            with state.phases.phase("readers", readers=len(request.readers)):
+                verification["readers"] = gate_readers(state.target_db, request.readers, stage)
         if out.exists():
             out.rmdir()
         state.target_db.rename(out)
@@ -138,7 +154,7 @@ def migrate(request: MigrationRequest, log=print) -> dict[str, Any]:
         "export_with": request.export_with,
         "written_by": info.written_by, "target_version": target.version, "strategy": final.strategy,
         "attempts": [a.__dict__ for a in state.attempts], "collections": names,
-        "verification": verification, "phases": state.phases.to_list(),
+        "verification": verification, "readers": verification["readers"], "phases": state.phases.to_list(),
         "total_seconds": state.phases.total_seconds,
     }
 
@@ -178,7 +194,7 @@ def _verify(state: MigrationState, source_plans: dict[str, CollectionPlan] | Non
             target_version=state.target.version, collections=state.names, batch_size=state.request.batch_size,
             workers=state.request.workers, work_dir=state.stage, phases=state.phases,
             source_plans=source_plans, query_sets=query_sets, target_nearest=target_nearest, source_info=state.info,
-            plans=plans, text=text,
+            plans=plans, text=text, sample_queries=state.request.sample_queries,
         ))
     if not report["passed"]:
         raise VerificationFailedError("Verification failed: " + "; ".join(report["problems"][:5]), report)

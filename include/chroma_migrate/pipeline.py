@@ -25,13 +25,14 @@ from chroma_migrate.faults import fault_point
 from chroma_migrate.inspection import describe_database
 from chroma_migrate.migrate import MigrationRequest, migrate
 from chroma_migrate.phases import PhaseLog
+from chroma_migrate.reader_policy import breaking_readers, gate_readers, prepare_readers, render_readers_markdown
 from chroma_migrate.run_types import BatchJob, BatchKind, ExportOutcome, LoadOutcome, MigrationPlan
 from chroma_migrate.runtime_resolution import resolve_version
 from chroma_migrate.snapshots.manifest import MANIFEST_NAME
 from chroma_migrate.staging_space import cleaned_when_full
 from chroma_migrate.strategy import Strategy, choose_strategy, fallback_reason, requested_strategy
 from chroma_migrate.target_collections import create_target_collections
-from chroma_migrate.verification.report import render_verification, self_retrieval_text
+from chroma_migrate.verification.report import behaviour_markdown, render_verification, self_retrieval_text
 from chroma_migrate.verification.verify import VerifyRequest, verify_databases
 from chroma_migrate.worker_client import run_worker
 
@@ -88,7 +89,7 @@ def run_key_for(run_id: str) -> str:
 
 
 def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch_size: int = 5000,
-             ) -> MigrationPlan:
+             sample_queries: dict[str, list[dict[str, Any]]] | None = None) -> MigrationPlan:
     """Choose the strategy (strategy.py: under `auto` the upgrade is done and verified here, and a
     copy that fails either way is rebuilt instead) and cut the work into batches; reuse the plan
     if it exists."""
@@ -103,7 +104,7 @@ def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch
     choice = choose_strategy(info, target, requested)
     chosen, reason, upgraded = choice.first, choice.reason, False
     if chosen is Strategy.UPGRADE and choice.fallback is Strategy.REBUILD:
-        chosen, reason, upgraded = attempt_upgrade(paths, target.version, batch_size, reason)
+        chosen, reason, upgraded = attempt_upgrade(paths, target.version, batch_size, reason, sample_queries)
     batches: list[BatchJob] = []
     if chosen is Strategy.UPGRADE:
         total = sum(c.records for c in info.collections)
@@ -132,12 +133,14 @@ def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch
     return plan
 
 
-def attempt_upgrade(paths: RunPaths, target_version: str, batch_size: int, reason: str) -> tuple[Strategy, str, bool]:
+def attempt_upgrade(paths: RunPaths, target_version: str, batch_size: int, reason: str,
+                    sample_queries: dict[str, list[dict[str, Any]]] | None = None) -> tuple[Strategy, str, bool]:
     """`auto`'s upgrade, run by the same engine call as the CLI's (copy, the target opens it,
     verification against the source) into the run's target folder: (strategy, reason, upgraded).
     A copy the target cannot open or that fails verification falls back to a rebuild."""
     shutil.rmtree(paths.target, ignore_errors=True)
-    request = MigrationRequest(paths.source, paths.target, target_version, strategy="upgrade", batch_size=batch_size)
+    request = MigrationRequest(paths.source, paths.target, target_version, strategy="upgrade", batch_size=batch_size,
+                               sample_queries=sample_queries)
     with cleaned_when_full("upgrading a copy of the source", paths.root, paths.target):
         try:
             result = migrate(request, log=logger.info)
@@ -253,8 +256,11 @@ def load_batch(paths: RunPaths, plan: MigrationPlan, batch: BatchJob, exported: 
             "count": loaded["written"], "collection_count_after": loaded["count"]}
 
 
-def verify_run(paths: RunPaths, plan: MigrationPlan, batch_size: int | None = None) -> dict[str, Any]:
-    """Verify the new database against the source and store the report beside the run's files.
+def verify_run(paths: RunPaths, plan: MigrationPlan, batch_size: int | None = None,
+               readers: dict[str, str] | None = None,
+               sample_queries: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """Verify the new database against the source, let every declared reader smoke-read a copy of
+    it, and store the report beside the run's files.
 
     The source is read again here (in place, by the native reader) rather than trusting the
     batch files: a retried or cleared run may have lost them, and the check stays independent
@@ -269,8 +275,11 @@ def verify_run(paths: RunPaths, plan: MigrationPlan, batch_size: int | None = No
             report = verify_databases(VerifyRequest(
                 paths.source, paths.target, source_version=plan["source_version"],
                 target_version=plan["target_version"], batch_size=batch_size or plan["batch_size"],
-                work_dir=paths.root))
+                work_dir=paths.root, sample_queries=sample_queries))
     report["strategy"] = plan["strategy"]
+    report["readers"] = None
+    if report["passed"] and readers:
+        report["readers"] = gate_readers(paths.target, prepare_readers(readers, log=logger.info), paths.root)
     paths.report_json.write_text(json.dumps(report, indent=2, default=str))
     paths.report_md.write_text(render_report_markdown(plan, report))
     return report
@@ -281,7 +290,15 @@ def verification_summary(plan: MigrationPlan, report: dict[str, Any], report_url
     """What the approver reads and later tasks get from a passed verification."""
     return {"passed": True, "strategy": plan["strategy"], "source_version": plan["source_version"],
             "target_version": plan["target_version"], "records": target_counts(report), "report": report_url,
-            "markdown": markdown}
+            "markdown": markdown, "breaking_readers": breaking_readers(report.get("readers"))}
+
+
+def read_report(paths: RunPaths) -> dict[str, Any]:
+    """The verification report the verify step stored for this run."""
+    if not paths.report_json.is_file():
+        raise MigrationError(f"No verification report at {paths.report_json}: the run's verify step has not passed.",
+                             "Run the migration from the start; publishing needs a verified target.")
+    return json.loads(paths.report_json.read_text())
 
 
 def target_counts(report: dict[str, Any]) -> dict[str, int | None]:
@@ -317,11 +334,7 @@ def render_report_markdown(plan: MigrationPlan, report: dict[str, Any]) -> str:
     notes = [f"- {c['collection']}: {n}" for c in report["collections"] for n in c.get("notes", [])]
     if notes:
         lines += ["", "## Notes", *notes]
-    changes = report.get("behaviour_changes") or []
-    if changes:
-        lines += ["", "## Behaviour changes readers will see",
-                  "The same records, asked the same where / where_document queries, answer differently in a "
-                  "fresh database of each version (not a loss: chromadb itself changed):",
-                  *[f"- {change}" for change in changes]]
+    lines += behaviour_markdown(report)
+    lines += render_readers_markdown(report.get("readers"))
     lines += ["", "```", render_verification(report), "```", ""]
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from typing import Any
 from chroma_migrate.collection_spec import unrepresentable
 from chroma_migrate.errors import WorkerFailedError
 from chroma_migrate.inspection import DatabaseInfo, describe_database
+from chroma_migrate.reader_policy import gate_readers, prepare_readers
 from chroma_migrate.runtime_resolution import resolve_version
 from chroma_migrate.strategy import Strategy, choose_strategy
 from chroma_migrate.versions import ChromaVersion
@@ -39,20 +40,30 @@ class ProbeResult:
     strategy: str
     reason: str
     collections: list[CollectionVerdict]
+    readers: dict[str, Any] | None = None  # reader_gate's verdicts on the target's form of the data
+    readers_note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def try_open_copy(info: DatabaseInfo, target: ChromaVersion, work_dir: Path | None) -> tuple[bool, str]:
-    """Open a copy with the target; (True, summary) or (False, why it cannot)."""
+def try_open_copy(info: DatabaseInfo, target: ChromaVersion, work_dir: Path | None,
+                  readers: dict[str, str] | None = None) -> tuple[bool, str, dict[str, Any] | None]:
+    """Open a copy with the target; (True, summary) or (False, why it cannot), and the declared
+    readers' verdicts on the copy the target opened (the upgrade's form of the data)."""
     with tempfile.TemporaryDirectory(prefix="chroma-migrate-probe-", dir=work_dir) as scratch:
         copy = Path(scratch) / "db"
         shutil.copytree(info.path, copy)
         try:
             described = run_worker(target.version, "describe", {"path": str(copy)}).data
         except WorkerFailedError as exc:
-            return False, f"chromadb {target.version} cannot open a copy: {exc.problem}"
+            return False, f"chromadb {target.version} cannot open a copy: {exc.problem}", None
+        gate = gate_readers(copy, readers or {}, Path(scratch))
+    opened, detail = _counts_match(info, target, described)
+    return opened, detail, gate if opened else None
+
+
+def _counts_match(info: DatabaseInfo, target: ChromaVersion, described: dict[str, Any]) -> tuple[bool, str]:
     counts = {c["name"]: c["count"] for c in described["collections"]}
     wrong = [c.name for c in info.collections if counts.get(c.name) != c.records]
     if wrong:
@@ -60,20 +71,30 @@ def try_open_copy(info: DatabaseInfo, target: ChromaVersion, work_dir: Path | No
     return True, f"chromadb {target.version} opened a copy and counts match"
 
 
-def probe(path: Path, target_version: str, *, work_dir: Path | None = None) -> ProbeResult:
+def probe(path: Path, target_version: str, *, work_dir: Path | None = None,
+          readers: dict[str, str] | None = None) -> ProbeResult:
     """A dry run of `auto` (strategy.py): the same decision, where an upgrade is predicted by the
-    target opening a copy and counting its records, not yet verified as the migration would."""
+    target opening a copy and counting its records, not yet verified as the migration would.
+    Declared readers smoke-read the upgraded copy (or the source, for a noop); a rebuild writes a
+    new database, which only `migrate --reader` can show them."""
     target = resolve_version(target_version)
+    readers = prepare_readers(readers or {}, log=lambda _m: None)
     info = describe_database(path)
     blocked = {c.name: "; ".join(problem for problem, _fix in found) for c in info.collections
                if (found := unrepresentable(c, target))}
     choice = choose_strategy(info, target, Strategy.AUTO)
     strategy, reason = choice.first, choice.reason
+    gate = None
     if strategy is Strategy.UPGRADE:
-        opened, detail = try_open_copy(info, target, work_dir)
+        opened, detail, gate = try_open_copy(info, target, work_dir, readers)
         strategy, reason = (Strategy.UPGRADE, f"{reason}; {detail}") if opened else (Strategy.REBUILD, detail)
+    elif strategy is Strategy.NOOP and readers:
+        with tempfile.TemporaryDirectory(prefix="chroma-migrate-probe-", dir=work_dir) as scratch:
+            gate = gate_readers(Path(path), readers, Path(scratch))
+    note = ("" if gate or not readers else
+            f"readers not measured: a {strategy} writes a new database; `migrate --reader` checks them on it")
     verdicts = [CollectionVerdict(c.name, "blocked" if c.name in blocked else str(strategy),
                                   blocked.get(c.name, reason)) for c in info.collections]
     overall = "blocked" if blocked else str(strategy)
     return ProbeResult(str(path), target.version, info.signature, info.written_by, overall,
-                       "; ".join(blocked.values()) if blocked else reason, verdicts)
+                       "; ".join(blocked.values()) if blocked else reason, verdicts, gate, note)

@@ -19,12 +19,14 @@ import yaml
 
 from chroma_migrate.errors import MigrationError, UnsupportedVersionError
 from chroma_migrate.runtime_resolution import check_release
+from chroma_migrate.verification.behaviour import validate_sample_queries
 from chroma_migrate.versions import supported_version_names
 
 # plugins/chroma_migration/config.py -> include/config/, in the repository and in the image alike.
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "include" / "config" / "chroma_migration.yaml"
 CONFIG_ENV = "CHROMA_MIGRATION_CONFIG"
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$")
 
 
@@ -55,6 +57,12 @@ class Environment:
     lock_lease_minutes: float
     lock_wait_minutes: float
     key_layout: KeyLayout
+    # The services that read this environment's snapshots and the chromadb release each pins:
+    # each must be able to read a migrated snapshot before it is published (reader_gate.py).
+    readers: dict[str, str] = field(default_factory=dict)
+    # Per configured snapshot, per chromadb collection in it: the operator's own queries, asked of
+    # the source and of the target; every answer that changes is listed for the approver.
+    sample_queries: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (paths as strings): how a run carries its resolved environment in XCom."""
@@ -132,7 +140,8 @@ def _layout(raw: Any, where: str) -> KeyLayout:
 
 
 ENV_KEYS = {"bucket", "efs_root", "staging_root", "lock_table", "ledger_table", "require_approval", "schedule",
-            "aws_conn_id", "target_version", "batch_size", "lock_lease_minutes", "lock_wait_minutes", "key_layout"}
+            "aws_conn_id", "target_version", "batch_size", "lock_lease_minutes", "lock_wait_minutes", "key_layout",
+            "readers", "sample_queries"}
 
 
 def _numbers(merged: dict[str, Any], where: str) -> dict[str, Any]:
@@ -179,7 +188,43 @@ def _environment(name: str, raw: Any, defaults: dict[str, Any]) -> Environment:
         require_approval=_require(merged, "require_approval", where, bool), schedule=schedule,
         aws_conn_id=_require(merged, "aws_conn_id", where, str), target_version=target, **numbers,
         key_layout=_layout(merged.get("key_layout"), f"{where}.key_layout"),
+        readers=_readers(merged.get("readers"), f"{where}.readers"),
+        sample_queries=_sample_queries(merged.get("sample_queries"), f"{where}.sample_queries"),
     )
+
+
+def _readers(raw: Any, where: str) -> dict[str, str]:
+    """`{service: "X.Y.Z"}`; versions are checked for form here and resolved when a run needs them."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must map each reading service to the chromadb release it pins.",
+                          'For example readers: {receipt_label: "1.3.2", merchant_validation: "0.4.22"}.')
+    readers = {}
+    for name, version in raw.items():
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{where} has an empty reader name.", "Name each service that reads the snapshot.")
+        if not isinstance(version, str):
+            raise ConfigError(f"{where}.{name} must be a quoted release string, got {version!r}.",
+                              f'Write it in quotes, e.g. {name}: "1.3.2" (YAML reads 1.10 as a number).')
+        _release(version, f"{where}.{name}")
+        readers[name] = version
+    return readers
+
+
+def _sample_queries(raw: Any, where: str) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Per snapshot, per chromadb collection in it, a list of queries (the engine checks each one)."""
+    if raw is None:
+        return {}
+    example = "For example sample_queries: {words: {words: [{name: merchants, where: {kind: merchant}}]}}."
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise ConfigError(f"{where} must map each snapshot to its collections' lists of queries.", example)
+    for snapshot, queries in raw.items():
+        try:
+            validate_sample_queries(queries)
+        except MigrationError as exc:
+            raise ConfigError(f"{where}.{snapshot}: {exc.problem}", exc.fix) from exc
+    return raw
 
 
 def load_config(path: Path | None = None) -> MigrationConfig:
@@ -211,11 +256,24 @@ def _read_mapping(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid YAML: {exc}.", "Fix the syntax at the position shown.") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping with collections and environments.", "See the shipped file.")
+    raw = _joined_surrogates(raw)
     unknown = set(raw) - {"defaults", "collections", "environments"}
     if unknown:
         raise ConfigError(f"{path} has unknown top-level keys {sorted(unknown)}.",
                           "Use defaults, collections, environments.")
     return raw
+
+
+def _joined_surrogates(value: Any) -> Any:
+    """JSON escapes an emoji as a surrogate pair ("\\ud83d\\ude00"), which YAML reads as two lone
+    surrogates; join them back, so a JSON file (JSON is YAML) means what it says."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16") if _SURROGATE.search(value) else value
+    if isinstance(value, list):
+        return [_joined_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_joined_surrogates(k): _joined_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def _collections(collections: Any) -> list[str]:

@@ -89,6 +89,10 @@ def _migration_params(config: MigrationConfig) -> dict[str, Param]:
         "batch_size": Param(None, type=["null", "integer"], minimum=1,
                             description="Records per export batch (empty: the environment's batch_size)."),
         "dry_run": Param(False, type="boolean", description="Plan and verify only; change nothing live."),
+        "allow_breaking_readers": Param([], type="array", items={"type": "string"},
+                                        description="Declared readers (by name) this run may publish a snapshot "
+                                                    "they cannot read; any other reader that cannot read it stops "
+                                                    "the publish step. Upgrade them first where you can."),
     }
 
 

@@ -8,27 +8,60 @@ from __future__ import annotations
 
 from typing import Any
 
-from chroma_migrate.pipeline import read_plan
+from airflow.sdk import Asset, AssetAlias
+
+from chroma_migrate.pipeline import read_plan, read_report
 from chroma_migrate.publishing import publish, swap_pointers
+from chroma_migrate.reader_policy import allowed_breakage
 from chroma_migrate.rollback import rebuild_and_publish
 from chroma_migrate.run_types import Stage
 from chroma_migration.work_operators import LockedStepOperator
 
 
+def snapshot_alias(collection: str) -> AssetAlias:
+    """What a reader's redeploy DAG can be scheduled on: one event per published snapshot."""
+    return AssetAlias(f"chroma_snapshot__{collection}")
+
+
 class PublishSnapshotOperator(LockedStepOperator):
-    """Upload the verified database as a new version, then point S3 and EFS at it."""
+    """Upload the verified database as a new version, then point S3 and EFS at it, and emit an
+    Asset event for the collection's live pointer (the new version id and chromadb release in
+    its extra).
+
+    Declared readers that cannot read the verified database stop this step, unless the run's
+    Param allow_breaking_readers names every one of them (reader_policy.py).
+    """
 
     stage = Stage.PUBLISH
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("outlets", [snapshot_alias(kwargs["collection"])])
+        super().__init__(**kwargs)
 
     def run_step(self, context: Any) -> dict[str, Any]:
         if finished := self.done(0):
             self.log.info("Already published in this run: %s", finished["version_id"])
+            self._announce(context, finished)
             return finished
         state, plan = self.state, read_plan(self.state.paths)
+        broken = allowed_breakage(read_report(state.paths).get("readers"), state.allow_breaking_readers)
+        if broken:
+            self.log.warning("Publishing although these declared readers cannot read it (allowed by the run's "
+                             "Param allow_breaking_readers): %s", ", ".join(broken))
         outcome = publish(self.live, state.paths.target, source_version_id=state.source_version_id, manifest={
             "run_id": state.run_id, "chromadb_version": plan["target_version"], "strategy": plan["strategy"],
-            "verification_report": self.live.report_prefix()})
-        return self.record(0, outcome | {"chromadb_version": plan["target_version"]})
+            "verification_report": self.live.report_prefix(), "readers_broken": broken})
+        finished = self.record(0, outcome | {"chromadb_version": plan["target_version"], "readers_broken": broken})
+        self._announce(context, finished)
+        return finished
+
+    def _announce(self, context: Any, finished: dict[str, Any]) -> None:
+        snapshot = Asset(uri=self.hook.s3.url(self.hook.s3.layout.pointer_key()),
+                         name=f"chroma_snapshot__{self.state.env}__{self.collection}")
+        context["outlet_events"][snapshot_alias(self.collection)].add(snapshot, extra={
+            "version_id": finished["version_id"], "target_version": finished["chromadb_version"],
+            "collection": self.collection, "env": self.state.env,
+            "readers_broken": list(finished.get("readers_broken") or [])})
 
 
 class RollbackOperator(LockedStepOperator):

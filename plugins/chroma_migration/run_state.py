@@ -9,7 +9,7 @@ to the file mid-run changes the next run, never the rest of this one.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -32,12 +32,16 @@ class MigrationRun:
     batch_size: int
     dry_run: bool
     resolved_environment: dict[str, Any]
+    # Declared readers the operator accepts breaking, by name (Param allow_breaking_readers).
+    allow_breaking_readers: list[str] = field(default_factory=list)
 
     @classmethod
     def start(cls, *, collection: str, environment: Environment, run_id: str, source_version_id: str,
-              target_version: str, strategy: str, batch_size: int, dry_run: bool) -> MigrationRun:
+              target_version: str, strategy: str, batch_size: int, dry_run: bool,
+              allow_breaking_readers: list[str] | None = None) -> MigrationRun:
         return cls(collection, environment.name, run_id, run_key_for(run_id), lock_owner_for(run_id),
-                   source_version_id, target_version, strategy, batch_size, dry_run, environment.to_dict())
+                   source_version_id, target_version, strategy, batch_size, dry_run, environment.to_dict(),
+                   list(allow_breaking_readers or []))
 
     @classmethod
     def from_xcom(cls, value: dict[str, Any]) -> MigrationRun:

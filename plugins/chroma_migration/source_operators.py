@@ -33,15 +33,18 @@ class ResolveSnapshotOperator(BaseOperator):
     :param strategy: auto, upgrade or rebuild (strategy.py); None: auto.
     :param batch_size: records per export batch; None: the environment's.
     :param dry_run: plan and verify only, change nothing live.
+    :param allow_breaking_readers: declared readers (by name) the operator accepts breaking: the
+        publish step refuses a snapshot that any other declared reader cannot read.
     :param config_path: the configuration file; None: $CHROMA_MIGRATION_CONFIG or the shipped one.
     """
 
-    PARAM_NAMES: Sequence[str] = ("env", "source_version_id", "target_version", "strategy", "batch_size", "dry_run")
+    PARAM_NAMES: Sequence[str] = ("env", "source_version_id", "target_version", "strategy", "batch_size", "dry_run",
+                                  "allow_breaking_readers")
     ui_color = "#dff0f7"
 
     def __init__(self, *, collection: str, env: Any = None, source_version_id: Any = None, target_version: Any = None,
                  strategy: Any = None, batch_size: Any = None, dry_run: Any = None,
-                 config_path: str | None = None, **kwargs: Any) -> None:
+                 allow_breaking_readers: Any = None, config_path: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.collection = collection
         self.env = env
@@ -50,6 +53,7 @@ class ResolveSnapshotOperator(BaseOperator):
         self.strategy = strategy
         self.batch_size = batch_size
         self.dry_run = dry_run
+        self.allow_breaking_readers = allow_breaking_readers
         self.config_path = config_path
 
     def _take_params(self, context: Any) -> None:
@@ -74,7 +78,21 @@ class ResolveSnapshotOperator(BaseOperator):
         return MigrationRun.start(
             collection=self.collection, environment=environment, run_id=run_id, source_version_id="",
             target_version=target, strategy=str(self.strategy), batch_size=batch_size, dry_run=bool(self.dry_run),
+            allow_breaking_readers=self._allowed_breaking(environment.readers),
         )
+
+    def _allowed_breaking(self, readers: dict[str, str]) -> list[str]:
+        """Only declared readers can be allowed to break: a typo must not pass for permission."""
+        allowed = self.allow_breaking_readers or []
+        if not isinstance(allowed, list) or not all(isinstance(name, str) for name in allowed):
+            raise MigrationError(f"Param allow_breaking_readers must be a list of reader names, got {allowed!r}.",
+                                 f"Name readers declared for this environment: {', '.join(readers) or 'none'}.")
+        unknown = [name for name in allowed if name not in readers]
+        if unknown:
+            raise MigrationError(f"Param allow_breaking_readers names {unknown}, which this environment does not "
+                                 "declare as readers.",
+                                 f"Use names from its readers: {', '.join(readers) or 'none are declared'}.")
+        return allowed
 
     def execute(self, context: Any) -> dict[str, Any]:
         draft = self._validated(context)
@@ -98,7 +116,8 @@ class PlanMigrationOperator(ChromaMigrationOperator):
 
     def run_step(self, context: Any) -> list[dict[str, Any]]:
         state = self.state
-        plan = plan_run(state.paths, state.target_version, state.strategy, state.batch_size)
+        plan = plan_run(state.paths, state.target_version, state.strategy, state.batch_size,
+                        self.environment.sample_queries.get(self.collection))
         batches = plan["batches"]
         summary = {key: plan[key] for key in ("strategy", "reason", "source_version", "target_version",
                                               "collections", "records", "requested_strategy")}

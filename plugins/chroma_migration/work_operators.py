@@ -176,7 +176,8 @@ class VerifyMigrationOperator(LockedStepOperator):
     def run_step(self, context: Any) -> dict[str, Any]:
         paths = self.state.paths
         plan = read_plan(paths)
-        report = verify_run(paths, plan)
+        report = verify_run(paths, plan, readers=self.environment.readers,
+                            sample_queries=self.environment.sample_queries.get(self.collection))
         report_url = publish_reports(self.live, [paths.report_json, paths.report_md])[-1]
         markdown = paths.report_md.read_text()
         self.log.info("Verification report: %s\n%s", report_url, markdown)

@@ -336,6 +336,32 @@ print(json.dumps(out, default=str))
 _CREATED_RUN = re.compile(r"Created dag run\..*?<DagRun (?P<dag_id>\S+) @ .*?\+\d\d:\d\d: (?P<run_id>[^,\s]+), state:")
 
 
+_ASSET_EVENTS = r"""
+import json, os, sys
+import sqlalchemy as sa
+
+engine = sa.create_engine(os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+asset = sa.table("asset", sa.column("id", sa.Integer), sa.column("name", sa.String), sa.column("uri", sa.String))
+event = sa.table("asset_event", sa.column("id", sa.Integer), sa.column("asset_id", sa.Integer),
+                 sa.column("extra", sa.JSON), sa.column("source_dag_id", sa.String),
+                 sa.column("source_run_id", sa.String))
+with engine.connect() as conn:
+    rows = conn.execute(sa.select(asset.c.name, asset.c.uri, event.c.extra, event.c.source_dag_id,
+                                  event.c.source_run_id).join(asset, asset.c.id == event.c.asset_id)
+                        .order_by(event.c.id))
+    print(json.dumps([dict(r._mapping) for r in rows], default=str))
+"""
+
+
+def asset_events(env: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Every asset event in the metadata DB, oldest first: name, uri, extra, source dag and run."""
+    events = _python_json(env, _ASSET_EVENTS, {})
+    for item in events:
+        if isinstance(item["extra"], str):
+            item["extra"] = json.loads(item["extra"])
+    return events
+
+
 def read_dag_run(env: Mapping[str, str], dag_id: str, run_id: str | None = None, since: datetime | None = None):
     """(run_id, state, task instances, return-value XComs) of run_id, or of the newest run of dag_id."""
     since = since or datetime(1970, 1, 1, tzinfo=UTC)

@@ -26,7 +26,12 @@ from tests.conftest import FIXTURE_CACHE, REPO
 
 SEED_VERSION = "20260101_000000"
 SMALL_SPEC = receipt_spec(records=300, dim=16, big_dim=None)
-ENVIRONMENTS = ("dev", "prod")
+ENVIRONMENTS = ("dev", "prod", "gated")
+# The `gated` environment declares two readers that cannot read a 1.5.9 snapshot (tests/dags/test_readers.py).
+GATED_READERS = {"legacy_search": "0.6.3", "receipt_api": "1.0.20"}
+GATED_QUERIES = {"words": {"words": [{"name": "emoji", "where_document": {"$contains": "😀"}},
+                                     {"name": "first_word", "n_results": 5, "near_ids": [
+                                         "IMAGE#00000000-0000-0000-0000-000000000007#RECEIPT#00000#LINE#00000#WORD#00000#000000"]}]}}
 
 
 def config_text(root: Path) -> str:
@@ -37,6 +42,7 @@ def config_text(root: Path) -> str:
             "staging_root": str(root / f"staging-{name}"), "lock_table": f"locks-{name}",
             "ledger_table": f"ledger-{name}", "require_approval": name == "prod",
             "schedule": "@daily" if name == "dev" else None,
+            **({"readers": GATED_READERS, "sample_queries": GATED_QUERIES} if name == "gated" else {}),
         }
         for name in ENVIRONMENTS
     }

@@ -42,7 +42,18 @@ def _write(tmp_path, mutate) -> str:
 
 @pytest.mark.parametrize(("mutate", "message"), [
     (lambda c: c["environments"]["dev"].pop("bucket"), "environments.dev.bucket is missing"),
-    (lambda c: c["environments"]["dev"].update(target_version="0.9.0"), "environments.dev.target_version"),
+    (lambda c: c["environments"]["dev"].update(target_version="0.4.9"), "environments.dev.target_version: chromadb "
+                                                                          "0.4.9 is older than 0.4.15"),
+    (lambda c: c["environments"]["dev"].update(target_version="latest"), "environments.dev.target_version"),
+    (lambda c: c["environments"]["dev"].update(readers={"search": 1.3}), "environments.dev.readers.search must be a "
+                                                                         "quoted release string"),
+    (lambda c: c["environments"]["dev"].update(readers={"search": "1.3"}), "environments.dev.readers.search: '1.3' "
+                                                                           "is not a chromadb release number"),
+    (lambda c: c["environments"]["dev"].update(readers=["1.3.2"]), "environments.dev.readers must map"),
+    (lambda c: c["environments"]["dev"].update(sample_queries={"words": [{"name": "q"}]}),
+     "environments.dev.sample_queries must map each snapshot"),
+    (lambda c: c["environments"]["dev"].update(sample_queries={"words": {"words": [{"name": "q"}]}}),
+     "environments.dev.sample_queries.words: "),
     (lambda c: c["environments"]["dev"].update(require_approval="yes"), "environments.dev.require_approval must be"),
     (lambda c: c["environments"]["dev"].update(bukket="x"), "unknown keys ['bukket']"),
     (lambda c: c["defaults"].update(batch_size=0), "environments.dev.batch_size must be positive"),
@@ -58,3 +69,13 @@ def test_mistakes_are_refused_with_the_key(tmp_path, mutate, message):
         load_config(_write(tmp_path, mutate))
     assert message in str(caught.value)
     assert caught.value.fix
+
+
+def test_readers_and_sample_queries_load_and_json_escaped_emoji_survive(tmp_path):
+    queries = {"words": {"words": [{"name": "emoji", "where_document": {"$contains": "😀"}}]}}
+    path = _write(tmp_path, lambda c: c["environments"]["dev"].update(
+        readers={"receipt_label": "1.3.2", "merchant_validation": "0.4.22"}, sample_queries=queries))
+    assert "\\ud83d" in (tmp_path / "config.yaml").read_text()  # json.dumps escapes it as a surrogate pair
+    dev = load_config(path).environment("dev")
+    assert dev.readers == {"receipt_label": "1.3.2", "merchant_validation": "0.4.22"}
+    assert dev.sample_queries == queries

@@ -36,7 +36,8 @@ def test_the_migration_dag_runs_its_steps_in_order(airflow_session):
     env, _ = airflow_session
     dags = _python_json(env, STRUCTURE, env["AIRFLOW__CORE__DAGS_FOLDER"])
     dag = dags["chroma_migration__words"]
-    assert dag["params"] == ["batch_size", "dry_run", "env", "source_version_id", "strategy", "target_version"]
+    assert dag["params"] == ["allow_breaking_readers", "batch_size", "dry_run", "env", "source_version_id", "strategy",
+                             "target_version"]
     assert dag["schedule"] == "@daily"  # dev revalidation
     chain = ["resolve_source", "plan", "migration_needed", "acquire_lock", "backup", "export_batch", "load_batch",
              "verify", "live_changes_allowed", "approval_required"]

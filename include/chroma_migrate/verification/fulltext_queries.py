@@ -59,6 +59,11 @@ class TextQuery:
             parts.append("where_document " + json.dumps(self.where_document, ensure_ascii=False))
         return " ".join(parts)
 
+    @property
+    def kind(self) -> str:
+        """Which filter readers pass: a full-text one whenever the query holds one."""
+        return "where_document" if self.where_document else "where"
+
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "where": self.where, "where_document": self.where_document}
 
@@ -356,6 +361,7 @@ def compare_text_answers(prepared: PreparedJob, target_answers: dict[str, Any], 
     label, size = prepared.check.label, prepared.sample_size
     report = TextQueryReport()
     report.skipped += [f"{label}: {reason}" for reason in prepared.reasons]
+    compared = 0
     by_key = {a["key"]: a for a in target_answers.get("answers", [])}
     unanswered = [q.label for q in prepared.queries if q.key not in by_key or "target" not in by_key[q.key]]
     if unanswered and not target_answers.get("error") and not target_answers.get("target_error"):
@@ -398,15 +404,20 @@ def compare_text_answers(prepared: PreparedJob, target_answers: dict[str, Any], 
         if source.get("fresh_error"):
             report.skipped.append(f"{label}: {query.label} not compared with {source_version}: chromadb "
                                   f"{source_version} rejects it ({source['fresh_error']})")
-        elif set(source["fresh"]) != fresh:
+        else:
+            compared += 1
+            if set(source["fresh"]) == fresh:
+                continue
             before = set(source["fresh"])
-            report.changes.append({"collection": label, "key": query.key, "query": query.label,
-                                   "source": sorted(before), "target": sorted(fresh)})
-            report.notes.append(
-                f"{label}: {query.label} matches {len(before)} of {size} sampled records in {source_version} "
-                f"and {len(fresh)} in {target_version} (only in {source_version}: {_shown(before - fresh) or '-'}; "
-                f"only in {target_version}: {_shown(fresh - before) or '-'})")
-    report.collections[label] = {"sample_size": size, "queries": len(prepared.queries)}
+            note = (f"{label}: {query.label} matches {len(before)} of {size} sampled records in {source_version} "
+                    f"and {len(fresh)} in {target_version} (only in {source_version}: "
+                    f"{_shown(before - fresh) or '-'}; only in {target_version}: {_shown(fresh - before) or '-'})")
+            report.changes.append({"collection": label, "key": query.key, "query": query.label, "kind": query.kind,
+                                   "sample_size": size, "source": sorted(before), "target": sorted(fresh),
+                                   "text": note})
+            report.notes.append(note)
+    # `compared`: the queries both versions answered, so a change among them would have been seen.
+    report.collections[label] = {"sample_size": size, "queries": len(prepared.queries), "compared": compared}
     return report
 
 

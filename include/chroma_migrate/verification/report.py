@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from chroma_migrate.reader_policy import render_readers_text
+from chroma_migrate.verification import behaviour
+
 
 def _mib(size: int) -> str:
     return f"{size / 2**20:.1f} MiB"
@@ -37,6 +40,10 @@ def render_probe(result: dict[str, Any]) -> str:
     lines = [f"probe {result['path']} -> chromadb {result['target']}: {result['strategy']}",
              f"  {result['reason']}"]
     lines += [f"  {c['collection']:<24}{c['strategy']:<9}" for c in result["collections"]]
+    if text := render_readers_text(result.get("readers")):
+        lines.append(text)
+    if result.get("readers_note"):
+        lines.append(f"  {result['readers_note']}")
     return "\n".join(lines)
 
 
@@ -82,12 +89,27 @@ def render_verification(report: dict[str, Any]) -> str:
             lines.append(f"  {'':<24}   different e.g. {records['different_sample'][:3]}")
     shown = {f"{c['collection']}: {p}" for c in report["collections"] for p in c["problems"]}
     lines += [f"  problem: {problem}" for problem in report["problems"] if problem not in shown]
-    changes = report.get("behaviour_changes") or []
-    if changes:
-        lines.append(f"  behaviour changes between the versions ({len(changes)}; the same records, answered "
-                     "differently by each version's fresh database):")
-        lines += [f"    {change}" for change in changes[:20]]
+    lines += behaviour_lines(report)
     return "\n".join(lines)
+
+
+def behaviour_lines(report: dict[str, Any], limit: int = 50) -> list[str]:
+    """The section "What readers will see differently": every changed answer, or "none" when measured
+    (so the approver knows it was), or "not measured".
+
+    A report from before `report["behaviour"]` existed shows its `behaviour_changes` sentences."""
+    seen = report.get("behaviour")
+    if seen is None:
+        changes = report.get("behaviour_changes") or []
+        return ([f"  What readers will see differently ({len(changes)}):"] + [f"    {c}" for c in changes[:limit]]
+                if changes else [])
+    lines = [f"  What readers will see differently: {behaviour.summary_line(seen)}"]
+    changed = seen.get("changed", [])
+    lines += [f"    [{entry['kind']}] {entry['text']}" for entry in changed[:limit]]
+    if len(changed) > limit:
+        lines.append(f"    ... and {len(changed) - limit} more (report[\"behaviour\"][\"changed\"])")
+    lines += [f"    note: {note}" for note in seen.get("notes", [])]
+    return lines
 
 
 def render_phases(phases: list[dict[str, Any]]) -> str:
@@ -103,7 +125,24 @@ def render_migration(result: dict[str, Any]) -> str:
         f"strategy {result['strategy']}; attempts: "
         + "; ".join(f"{a['strategy']} {a['outcome']} ({a['reason']})" for a in result["attempts"]),
         render_verification(result["verification"]),
+        *([text] if (text := render_readers_text(result.get("readers"))) else []),
         render_phases(result["phases"]),
         f"  total {result['total_seconds']:.2f}s",
     ]
     return "\n".join(lines)
+
+
+def behaviour_markdown(report: dict[str, Any]) -> list[str]:
+    """The approver's section "What readers will see differently", as Markdown lines (none: nothing)."""
+    seen = report.get("behaviour")
+    changes = report.get("behaviour_changes") or []
+    if seen is None and not changes:
+        return []
+    lines = ["", "## What readers will see differently"]
+    if seen is None:  # a report from before the structured section
+        return lines + [f"- {change}" for change in changes]
+    lines += ["", f"**{behaviour.summary_line(seen)}.** The same records, asked the same queries in each "
+              "version; a change here is chromadb's own behaviour, not a loss, and never fails verification.", ""]
+    lines += [f"- `{entry['kind']}` {entry['text']}" for entry in seen.get("changed", [])]
+    lines += [f"- note: {note}" for note in seen.get("notes", [])]
+    return lines

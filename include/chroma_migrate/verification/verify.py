@@ -34,7 +34,7 @@ from chroma_migrate.native.hnsw_health import IndexHealth, check_index_health
 from chroma_migrate.native.nearest import nearest_ids
 from chroma_migrate.native.stored_compare import StoredRowsComparer
 from chroma_migrate.phases import PhaseLog
-from chroma_migrate.verification import fulltext, fulltext_queries, index_gate, text_sample
+from chroma_migrate.verification import behaviour, fulltext, fulltext_queries, index_gate, text_sample
 from chroma_migrate.verification.accounting import cached_account, compare_accounts
 from chroma_migrate.verification.compare import (
     RangeShare,
@@ -142,13 +142,16 @@ def collection_verdict(source: CollectionInfo, target: CollectionInfo, share: Ra
     """
     comparison = share.comparison
     recall: dict[str, Any] = {"queries": 0}
+    nearest_changes = behaviour.nearest_changes(None, None, [], "l2", RECALL_K)  # none asked (yet)
     problems, notes = _settings_problems(source, target)
     if share.best is not None and source_count:
         k = min(RECALL_K, source_count)
         truth = [{record_id for _, record_id in candidates[:k]} for candidates in share.best]
-        answered = target_nearest()
-        source_recall, target_recall = index_gate.recall(source_nearest(), truth, k), index_gate.recall(
-            answered, truth, k)
+        answered, walked = target_nearest(), source_nearest()
+        source_recall, target_recall = index_gate.recall(walked, truth, k), index_gate.recall(answered, truth, k)
+        # What readers see, beside the verdict: queries whose top-k ids differ between the two sides.
+        nearest_changes = behaviour.nearest_changes(walked, answered, share.best,
+                                                    str(source.index.get("space", "l2")), k)
         allowed = recall_tolerance(source_recall, len(truth) * k)
         found = index_gate.self_retrieval(str(source.index.get("space", "l2")), share.best, answered, target_db,
                                           source.name, queries_file, k, _orphans(health))
@@ -180,7 +183,7 @@ def collection_verdict(source: CollectionInfo, target: CollectionInfo, share: Ra
                         f"records), target {comparison.target.hex} ({comparison.target.count} records)")
     return {"collection": source.name, "passed": not problems, "problems": problems, "notes": notes,
             "records": comparison.to_dict(), "index": {"source": source.index, "target": target.index},
-            "recall": recall}
+            "recall": recall, "nearest_changes": nearest_changes}
 
 
 def _orphans(health: IndexHealth | None) -> frozenset[str]:
@@ -241,7 +244,9 @@ class VerifyRequest:
     picked and answered `query_sets`) lets a rebuild reuse its export; `source_info` spares
     describing the source again, `plans` (the source's id ranges at `batch_size`, not exported)
     cutting them again; `text` holds the where / where_document answers the migration's target
-    process gave (text_sample.TextAnswers).
+    process gave (text_sample.TextAnswers). `sample_queries` are the operator's own queries per
+    collection (behaviour.py), asked of copies of both sides in `work_dir`; their changed answers
+    join `report["behaviour"]`, never the verdict.
     """
 
     source_db: Path
@@ -260,6 +265,7 @@ class VerifyRequest:
     query_sets: dict[str, QuerySet] | None = None
     target_nearest: dict[str, list[list[str]]] | None = None
     text: TextAnswers | None = None
+    sample_queries: dict[str, list[dict[str, Any]]] | None = None
 
 
 def verify_databases(request: VerifyRequest) -> dict[str, Any]:
@@ -271,12 +277,14 @@ def verify_databases(request: VerifyRequest) -> dict[str, Any]:
     source_version, target_version = request.source_version, request.target_version
     if reader not in READERS:
         raise MigrationError(f"Unknown reader {reader!r}.", f"Use one of {', '.join(READERS)}.")
+    sample_queries = behaviour.validate_sample_queries(request.sample_queries)
     phases = phases or PhaseLog()
     source_info = source_info or describe_database(source_db)
     target_info = describe_database(target_db)
     source_version = source_version or source_info.reader_version
     target_version = target_version or target_info.reader_version
     names = collections or [c.name for c in source_info.collections]
+    behaviour.check_sample_collections(sample_queries, names)
     sources = {name: source_info.collection(name) for name in names}
     target_names = {c.name for c in target_info.collections}
     problems = [f"{name}: missing in the target" for name in names if name not in target_names]
@@ -297,19 +305,26 @@ def verify_databases(request: VerifyRequest) -> dict[str, Any]:
                  else plan_collections(Path(source_db), dimensions, batch_size))
         query_sets = query_sets if query_sets is not None else query_sets_for(present, scratch)
         text_found: dict[str, Any] = {}
-        if reader == "runtime":
-            results = _compare_runtime(sources, target_info, present, plans, Path(source_db), Path(target_db),
-                                       source_version, target_version, query_sets, source_plans is None,
-                                       workers, phases, scratch)
-        else:
-            results, text_found = _compare_native(
-                sources, target_info, present, plans, Path(source_db), Path(target_db), source_version,
-                target_version, query_sets, target_nearest, source_plans is not None, workers, phases, scratch, text)
+        with ThreadPoolExecutor(max_workers=3) as sampling:
+            asked = behaviour.start_sample_queries(sampling, sample_queries, Path(source_db), Path(target_db),
+                                                   source_version, target_version, scratch)
+            if reader == "runtime":
+                results = _compare_runtime(sources, target_info, present, plans, Path(source_db), Path(target_db),
+                                           source_version, target_version, query_sets, source_plans is None,
+                                           workers, phases, scratch)
+            else:
+                results, text_found = _compare_native(
+                    sources, target_info, present, plans, Path(source_db), Path(target_db), source_version,
+                    target_version, query_sets, target_nearest, source_plans is not None, workers, phases,
+                    scratch, text)
+            sample = (behaviour.compare_sample_answers(sample_queries, asked.result(), source_version,
+                                                       target_version) if asked and sample_queries else (0, [], []))
     problems += [f"{r['collection']}: {p}" for r in results for p in r["problems"]]
     problems += text_found.get("problems", [])
+    seen = behaviour.build_behaviour(results, text_found, sample, source_version, target_version)
     return {"passed": not problems, "problems": problems, "source_version": source_version,
             "target_version": target_version, "reader": reader, "collections": results,
-            "behaviour_changes": text_found.get("behaviour_changes", []), "fulltext": text_found,
+            "behaviour": seen, "behaviour_changes": behaviour.behaviour_strings(seen), "fulltext": text_found,
             "accounting_notes": account_notes}
 
 
@@ -416,8 +431,10 @@ def _text_answers(source_db: Path, target_db: Path, target_copy: Path | None, pl
         checks = text_sample.source_samples(source_db, {name: plans[name] for name in present}, scratch)
         answers = fulltext_queries.check_text_queries(target_copy, target_version, checks, scratch,
                                                       source_version=source_version)
+    compared = sum(part.get("compared", 0) for part in answers.collections.values())
     return {"problems": index.problems + answers.problems, "behaviour_changes": answers.notes,
-            "notes": index.notes, "skipped": answers.skipped, "seconds": {**index.seconds, **answers.seconds}}
+            "changes": answers.changes, "compared": compared, "notes": index.notes, "skipped": answers.skipped,
+            "seconds": {**index.seconds, **answers.seconds}}
 
 
 def _source_answers(db: Path, names: list[str], query_sets: dict[str, QuerySet],

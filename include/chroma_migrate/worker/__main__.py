@@ -33,7 +33,7 @@ def die_with_parent() -> None:
 
 
 def _operations():
-    from chroma_migrate.worker import read_ops, text_ops, write_ops
+    from chroma_migrate.worker import read_ops, reader_ops, text_ops, write_ops
 
     return {
         "facts": read_ops.facts,
@@ -46,6 +46,8 @@ def _operations():
         "delete_collections": write_ops.delete_collections,
         "build_fixture": write_ops.build_fixture,
         "text_queries": text_ops.text_queries,
+        "sample_queries": text_ops.sample_queries,
+        "smoke_read": reader_ops.smoke_read,
     }
 
 

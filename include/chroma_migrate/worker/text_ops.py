@@ -10,11 +10,14 @@ engine tells behaviour changes between two versions from damage.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from chroma_migrate import dbfile, exchange
 from chroma_migrate.worker.chroma_client import (
@@ -26,6 +29,10 @@ from chroma_migrate.worker.chroma_client import (
     open_client,
     write_records,
 )
+
+# An answer larger than this comes back as its count and digest only (the ids would flood the reply).
+ANSWER_IDS_LIMIT = 20_000
+DEFAULT_NEAR_RESULTS = 10
 
 
 def text_queries(path: str | None, jobs: list[dict[str, Any]], scratch_dir: str | None = None) -> dict[str, Any]:
@@ -141,3 +148,63 @@ def _ask(handle, ids: list[str], query: dict[str, Any]) -> tuple[list[str] | Non
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+def sample_queries(path: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Worker operation: the operator's own queries (verification/behaviour.py) on the database at
+    `path`, which this version opens (1.x writes to it: the engine passes a copy it owns).
+
+    Each job: `collection` (qualified name) and `queries` ([{name, where?, where_document?,
+    near_ids?, n_results?}]). A query this version rejects comes back with its error.
+    """
+    clients = Clients(path)
+    answered: dict[str, Any] = {}
+    for job in jobs:
+        try:
+            handle = clients.collection(job["collection"])
+        except Exception as exc:  # each version raises its own "does not exist" type
+            answered[job["collection"]] = {"error": _describe(exc), "answers": []}
+            continue
+        answered[job["collection"]] = {"answers": [_answer_sample(handle, query) for query in job["queries"]]}
+    return {"version": ".".join(map(str, VERSION)), "collections": answered}
+
+
+def _answer_sample(handle, query: dict[str, Any]) -> dict[str, Any]:
+    """One query's answer, or the error this version raised for it."""
+    try:
+        found = _nearest_sample(handle, query) if query.get("near_ids") else _selected(handle, query)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # a validation error, or a pyo3 PanicException
+        return {"name": query["name"], "error": _describe(exc)}
+    return {"name": query["name"], **found}
+
+
+def _filters(query: dict[str, Any]) -> dict[str, Any]:
+    return {key: query[key] for key in ("where", "where_document") if query.get(key)}
+
+
+def _selected(handle, query: dict[str, Any]) -> dict[str, Any]:
+    """Every id get() selects: sorted, with a digest so that a huge answer compares without its ids."""
+    ids = sorted(handle.get(include=[], **_filters(query))["ids"])
+    digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()
+    return {"count": len(ids), "digest": digest, **({"ids": ids} if len(ids) <= ANSWER_IDS_LIMIT else {})}
+
+
+def _nearest_sample(handle, query: dict[str, Any]) -> dict[str, Any]:
+    """Per near id, the ids query() answers for that record's stored vector (with the query's filters)."""
+    near = list(query["near_ids"])
+    got = handle.get(ids=near, include=["embeddings"])
+    vectors = {record_id: np.asarray(vector, dtype=np.float32).tolist()
+               for record_id, vector in zip(got["ids"], got["embeddings"], strict=True)}
+    found = [record_id for record_id in near if record_id in vectors]
+    answer: dict[str, Any] = {"missing": [record_id for record_id in near if record_id not in vectors],
+                              "nearest": {}}
+    count = handle.count()
+    if found and count:
+        result = handle.query(query_embeddings=[vectors[i] for i in found], include=["distances"],
+                              n_results=min(int(query.get("n_results") or DEFAULT_NEAR_RESULTS), count),
+                              **_filters(query))
+        answer["nearest"] = dict(zip(found, result["ids"], strict=True))
+    answer["count"] = sum(len(ids) for ids in answer["nearest"].values())
+    return answer
