@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chroma_migrate.errors import MigrationError
-from chroma_migrate.versions import ChromaVersion, get_version, supported_versions
+from chroma_migrate.versions import ChromaVersion, forget_runtime_files, get_version, supported_versions
 
 RUNTIMES_ENV = "CHROMA_MIGRATE_RUNTIMES"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -115,6 +115,8 @@ def ensure_runtime(version: str, *, log=print) -> Runtime:
 
 
 def list_runtimes() -> list[dict[str, object]]:
+    """Every version with a runtime file, read afresh (another process may have resolved one)."""
+    forget_runtime_files()
     rows = []
     for version in supported_versions():
         runtime = runtime_for(version.version)

@@ -37,7 +37,10 @@ from chroma_migration.work_operators import (
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 VERSION_ID_PATTERN = r"^[0-9]{8}_[0-9]{6}$"
-RELEASE_PATTERN = r"^[0-9]+\.[0-9]+\.[0-9]+$"
+# A chromadb release from 0.4.15 on (runtime_resolution.OLDEST_RELEASE), so that the trigger form
+# itself refuses an older one: 1.x and later, 0.5 to 0.99, or 0.4.15 and up.
+RELEASE_PATTERN = (r"^(?:[1-9][0-9]*\.[0-9]+\.[0-9]+|0\.(?:[5-9]|[1-9][0-9]+)\.[0-9]+"
+                   r"|0\.4\.(?:1[5-9]|[2-9][0-9]|[1-9][0-9]{2,}))$")
 
 
 def _default_args() -> dict[str, Any]:

@@ -42,11 +42,3 @@ def test_breaking_readers_stop_the_publish_until_the_run_names_them(system):
     assert event["extra"]["version_id"] == live and event["extra"]["target_version"] == "1.5.9"
     assert sorted(event["extra"]["readers_broken"]) == sorted(GATED_READERS)
 
-
-def test_a_reader_the_environment_does_not_declare_cannot_be_allowed_to_break(system):
-    system.seed("words", env="gated")
-    result = run_dag_test(system.env, DAG, conf={"env": "gated", "allow_breaking_readers": ["legacy_serch"]},
-                          timeout_s=300)
-    assert result.state == "failed" and result.task_states["resolve_source"] == "failed", result.summary()
-    assert "names ['legacy_serch'], which this environment does not declare" in result.log
-    assert system.lock_item("words", "gated") is None

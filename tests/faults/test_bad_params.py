@@ -1,9 +1,10 @@
 """Scenario 8: bad Params and configuration are refused before any work, naming the field.
 
-Six runs in one Airflow process: a collection with no snapshot in the environment asked for,
+Seven runs in one Airflow process: a collection with no snapshot in the environment asked for,
 a source version that does not exist, an unsupported target version, a batch size of 0, a
-downgrade to a version that cannot hold the data (list metadata into 1.3.7), and a forced
-`upgrade` that is really a downgrade. None may lock, back up, upload or swap anything.
+downgrade to a version that cannot hold the data (list metadata into 1.3.7), a forced
+`upgrade` that is really a downgrade, and an allowed-to-break reader the environment does not
+declare. None may lock, back up, upload or swap anything.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ LISTS_SPEC = receipt_spec(with_lists=True, big_dim=None)
 def conf(**changes: object) -> dict[str, object]:
     """Every Param spelled out: runs of one dag.test() process would otherwise inherit each other's conf."""
     return {"env": "dev", "source_version_id": None, "target_version": None, "strategy": "auto", "batch_size": None,
-            "dry_run": False, **changes}
+            "dry_run": False, "allow_breaking_readers": [], **changes}
 
 
 def test_bad_params_are_refused_before_any_work_naming_the_field(system):
@@ -39,8 +40,9 @@ def test_bad_params_are_refused_before_any_work_naming_the_field(system):
         (words, "2026-10-04T00:00:00+00:00", conf(batch_size=0)),
         (words, "2026-10-05T00:00:00+00:00", conf(target_version="1.3.7")),
         (lines, "2026-10-06T00:00:00+00:00", conf(target_version="0.6.3", strategy="upgrade")),
+        (words, "2026-10-07T00:00:00+00:00", conf(env="gated", allow_breaking_readers=["legacy_serch"])),
     ], system.root / "bad-params.log")
-    no_collection, no_version, bad_target, zero_batch, unrepresentable, forced = runs
+    no_collection, no_version, bad_target, zero_batch, unrepresentable, forced, undeclared = runs
 
     assert no_collection.task_states["resolve_source"] == "failed", no_collection.log[-3000:]
     assert "No snapshot pointer at s3://chroma-test-prod/words/snapshot/latest-pointer.txt" in no_collection.log
@@ -54,6 +56,9 @@ def test_bad_params_are_refused_before_any_work_naming_the_field(system):
     assert "chromadb 1.3.7 cannot store list metadata" in unrepresentable.log
     assert forced.task_states["plan"] == "failed", forced.log[-3000:]
     assert "The upgrade strategy cannot work here" in forced.log and "Use the rebuild or auto strategy" in forced.log
+    # Only a declared reader can be allowed to break: a typo must not pass for permission.
+    assert undeclared.task_states["resolve_source"] == "failed", undeclared.log[-3000:]
+    assert "names ['legacy_serch'], which this environment does not declare" in undeclared.log
 
     for run in runs:
         if run.run_id:
