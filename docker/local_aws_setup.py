@@ -28,7 +28,7 @@ def _plugins_on_path() -> None:
 
 def main() -> None:
     _plugins_on_path()
-    from chroma_migration.config import load_config
+    from chroma_migrate.configuration import load_config
 
     config = load_config()
     for environment in config.environments.values():

@@ -21,6 +21,7 @@ from chroma_migrate.inspection import describe_database
 from chroma_migrate.migrate import DEFAULT_BATCH_SIZE, MigrationRequest, migrate
 from chroma_migrate.probe import probe
 from chroma_migrate.reader_policy import parse_reader_args
+from chroma_migrate.remote_source import RemoteSnapshot, is_s3_url, local_source, upload_result
 from chroma_migrate.runtime_resolution import resolve_version
 from chroma_migrate.runtimes import ensure_runtime, list_runtimes
 from chroma_migrate.strategy import REQUESTABLE
@@ -41,16 +42,23 @@ def _parser() -> argparse.ArgumentParser:
     readers.add_argument("--reader", action="append", default=[], metavar="NAME=VERSION",
                          help="a service that reads the result and the chromadb release it pins (repeatable): "
                               "its own chromadb smoke-reads a copy and the output says whether it can read it")
+    remote = argparse.ArgumentParser(add_help=False)
+    remote.add_argument("--env", help="with --collection: the live snapshot of this environment of the "
+                                      "configuration file (instead of PATH), downloaded and checked")
+    remote.add_argument("--collection", help="the configured collection (snapshot) whose live pointer to follow")
+    remote.add_argument("--config", type=Path, help="the configuration file (default: $CHROMA_MIGRATION_CONFIG, "
+                                                    "else include/config/chroma_migration.yaml)")
     parser = argparse.ArgumentParser(prog="chroma-migrate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    inspect = commands.add_parser("inspect", parents=[common], help="describe a database without changing it")
-    inspect.add_argument("path", type=Path)
+    source_help = "a database folder, or s3://BUCKET/.../VERSION_ID/ (downloaded once into the cache)"
+    inspect = commands.add_parser("inspect", parents=[common, remote], help="describe a database without changing it")
+    inspect.add_argument("path", nargs="?", help=source_help)
 
-    probe_cmd = commands.add_parser("probe", parents=[common, readers],
+    probe_cmd = commands.add_parser("probe", parents=[common, readers, remote],
                                     help="which strategy a target version needs")
-    probe_cmd.add_argument("path", type=Path)
+    probe_cmd.add_argument("path", nargs="?", help=source_help)
     probe_cmd.add_argument("--target", default=latest_version().version,
                            help="chromadb release to move to (any from 0.4.15 on)")
     probe_cmd.add_argument("--work-dir", type=Path, help="where the probe's copy goes (default: system temp)")
@@ -62,10 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     work.add_argument("--sample-queries", type=Path, metavar="FILE",
                       help="JSON: per collection, your own queries to compare between the versions")
 
-    migrate_cmd = commands.add_parser("migrate", parents=[common, work, readers],
+    migrate_cmd = commands.add_parser("migrate", parents=[common, work, readers, remote],
                                       help="write a verified copy in a version")
-    migrate_cmd.add_argument("path", type=Path)
+    migrate_cmd.add_argument("path", nargs="?", help=source_help)
     migrate_cmd.add_argument("out", type=Path)
+    migrate_cmd.add_argument("--upload", action="store_true",
+                             help="for an S3 source: upload the verified result as a new version prefix beside it "
+                                  "(manifest last); no pointer moves, publishing stays with the DAG")
     migrate_cmd.add_argument("--target", default=latest_version().version,
                              help="chromadb release to write (any from 0.4.15 on; one without a runtime file is "
                                   "resolved on first use)")
@@ -73,9 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     migrate_cmd.add_argument("--export-with", default="native", choices=EXPORTERS,
                              help="rebuild export: the native reader in place (default) or the source's chromadb")
 
-    verify_cmd = commands.add_parser("verify", parents=[common, work], help="compare two databases")
-    verify_cmd.add_argument("source", type=Path)
-    verify_cmd.add_argument("target", type=Path)
+    verify_cmd = commands.add_parser("verify", parents=[common, work, remote], help="compare two databases")
+    verify_cmd.add_argument("source", nargs="?", help=source_help + "; or --env/--collection")
+    verify_cmd.add_argument("target", help=source_help)
     verify_cmd.add_argument("--source-version", help="read SOURCE with this version (default: its writer)")
     verify_cmd.add_argument("--target-version", help="read TARGET with this version (default: its writer)")
     verify_cmd.add_argument("--read-with", default="native", choices=READERS,
@@ -106,21 +117,42 @@ def _log(args: argparse.Namespace) -> Callable[[str], None]:
     return (lambda message: print(message, file=sys.stderr)) if not args.json else (lambda _m: None)
 
 
+def _source(args: argparse.Namespace, attribute: str = "path") -> tuple[Path, RemoteSnapshot | None]:
+    """PATH, an s3:// version prefix, or --env/--collection's live snapshot, as a local folder."""
+    return local_source(getattr(args, attribute), env=args.env, collection=args.collection,
+                        config_path=args.config, log=_log(args))
+
+
+def _with_origin(document: dict[str, Any], snapshot: RemoteSnapshot | None) -> dict[str, Any]:
+    return {**document, "snapshot": snapshot.url} if snapshot else document
+
+
 def _inspect(args) -> tuple[dict[str, Any], str, int]:
-    info = describe_database(args.path).to_dict()
+    path, snapshot = _source(args)
+    info = _with_origin(describe_database(path).to_dict(), snapshot)
     return info, report.render_inspect(info), 0
 
 
 def _probe(args) -> tuple[dict[str, Any], str, int]:
-    result = probe(args.path, args.target, work_dir=args.work_dir, readers=parse_reader_args(args.reader)).to_dict()
+    readers = parse_reader_args(args.reader)
+    path, snapshot = _source(args)
+    result = _with_origin(probe(path, args.target, work_dir=args.work_dir, readers=readers).to_dict(), snapshot)
     return result, report.render_probe(result), 0
 
 
 def _migrate(args) -> tuple[dict[str, Any], str, int]:
-    request = MigrationRequest(args.path, args.out, args.target, args.strategy, _collections(args.collections),
-                               args.batch_size, args.workers, args.export_with, parse_reader_args(args.reader),
-                               sample_queries=load_sample_queries(args.sample_queries))
-    result = migrate(request, log=_log(args))
+    if args.upload and not (args.env or is_s3_url(args.path)):
+        raise MigrationError("--upload needs an S3 source (s3://... or --env/--collection).",
+                             "Upload a local result with the DAG's publish step, or drop --upload.")
+    readers, sample_queries = parse_reader_args(args.reader), load_sample_queries(args.sample_queries)
+    path, snapshot = _source(args)
+    request = MigrationRequest(path, args.out, args.target, args.strategy, _collections(args.collections),
+                               args.batch_size, args.workers, args.export_with, readers,
+                               sample_queries=sample_queries)
+    result = _with_origin(migrate(request, log=_log(args)), snapshot)
+    if args.upload and snapshot:
+        result["uploaded"] = upload_result(Path(result["out"]), snapshot, {
+            "chromadb_version": result["target_version"], "strategy": result["strategy"]})
     return result, report.render_migration(result), 0
 
 
@@ -132,6 +164,8 @@ def _verify(args) -> tuple[dict[str, Any], str, int]:
     source_version = resolve_version(args.source_version, log=_log(args)).version if args.source_version else None
     target_version = resolve_version(args.target_version, log=_log(args)).version if args.target_version else None
     sample_queries = load_sample_queries(args.sample_queries)
+    args.source, _snapshot = _source(args, "source")
+    args.target, _snapshot = local_source(args.target, env=None, collection=None, log=_log(args))
     describe_database(args.source)
     describe_database(args.target)
     with tempfile.TemporaryDirectory(prefix="chroma-migrate-verify-copies-") as scratch:

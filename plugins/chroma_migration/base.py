@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from chroma_migration.config import Environment
+from chroma_migrate.configuration import Environment
 from chroma_migration.hooks import ChromaSnapshotHook
 from chroma_migration.run_state import MigrationRun
 

@@ -1,7 +1,7 @@
 """Build the migration and rollback DAGs of every configured collection.
 
 The DAG files in dags/ stay thin: they call `build_all()`. Configuration errors surface
-as import errors naming the key (chroma_migration.config).
+as import errors naming the key (chroma_migrate.configuration).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from airflow.providers.standard.operators.python import BranchPythonOperator, Sh
 from airflow.sdk import DAG, Param
 from airflow.sdk.definitions.param import ParamsDict  # noqa: F401  (Param schemas validate in the trigger form)
 
+from chroma_migrate.configuration import MigrationConfig, load_config
 from chroma_migrate.strategy import REQUESTABLE
 from chroma_migrate.versions import supported_version_names
-from chroma_migration.config import MigrationConfig, load_config
 from chroma_migration.lock_operators import AcquireLockSensor, ReleaseLockOperator
 from chroma_migration.publish_operators import PublishSnapshotOperator, RollbackOperator
 from chroma_migration.run_state import MigrationRun

@@ -10,13 +10,13 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from botocore.config import Config
 
+from chroma_migrate.configuration import Environment
 from chroma_migrate.publishing import LiveSide
 from chroma_migrate.snapshots.efs_store import EfsSnapshotStore
 from chroma_migrate.snapshots.layout import SnapshotLayout
 from chroma_migrate.snapshots.ledger import BatchLedger
 from chroma_migrate.snapshots.lock import DynamoLock
 from chroma_migrate.snapshots.s3_store import S3SnapshotStore
-from chroma_migration.config import Environment
 
 DEFAULT_RETRIES = {"mode": "standard", "total_max_attempts": 8}
 

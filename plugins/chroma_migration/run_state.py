@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
 
+from chroma_migrate.configuration import Environment
 from chroma_migrate.pipeline import RunPaths, run_key_for
-from chroma_migration.config import Environment
 
 OWNER_NAMESPACE = uuid.UUID("6c1f4f0e-3d8a-4a53-9d7e-2b8f6a1c9e55")
 

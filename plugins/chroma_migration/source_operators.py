@@ -7,6 +7,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from chroma_migrate.configuration import load_config
 from chroma_migrate.errors import MigrationError
 from chroma_migrate.pipeline import plan_run
 from chroma_migrate.rollback import choose_rollback
@@ -14,7 +15,6 @@ from chroma_migrate.runtime_resolution import resolve_version
 from chroma_migrate.snapshot_source import download_snapshot, resolve_source, stage_version
 from chroma_migrate.strategy import requested_strategy
 from chroma_migration.base import ChromaMigrationOperator
-from chroma_migration.config import load_config
 from chroma_migration.hooks import ChromaSnapshotHook
 from chroma_migration.run_state import MigrationRun
 

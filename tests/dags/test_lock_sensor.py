@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 SENSOR_STEPS = r"""
 import json, sys
 from chroma_migrate.snapshots.lock import DynamoLock
-from chroma_migration.config import load_config
+from chroma_migrate.configuration import load_config
 from chroma_migration.lock_operators import AcquireLockSensor
 from chroma_migration.run_state import MigrationRun
 arg = json.loads(sys.argv[1])

@@ -18,7 +18,7 @@ import sys
 import jsonschema
 import pytest
 
-from chroma_migration.config import load_config
+from chroma_migrate.configuration import load_config
 from tests.conftest import REPO
 from tests.deploy.checks import PROJECT_MOUNTS, compose_problems, dockerfile_problems, environment_of, find_roles
 from tests.deploy.compose_file import MissingVariable, load_compose, read_dotenv, referenced_variables

@@ -14,6 +14,7 @@ def _mib(size: int) -> str:
 
 def render_inspect(info: dict[str, Any]) -> str:
     lines = [
+        *([f"snapshot   {info['snapshot']}"] if info.get("snapshot") else []),
         f"database   {info['path']} ({_mib(info['size_bytes'])})",
         f"written by chromadb {' / '.join(info['written_by']) or 'unknown'} "
         f"(migrations {_signature(info['signature'])}; read with {info['reader_version']})",
@@ -128,6 +129,8 @@ def render_migration(result: dict[str, Any]) -> str:
         *([text] if (text := render_readers_text(result.get("readers"))) else []),
         render_phases(result["phases"]),
         f"  total {result['total_seconds']:.2f}s",
+        *([f"uploaded as {result['uploaded']} (no pointer moved: publish it with the DAG)"]
+          if result.get("uploaded") else []),
     ]
     return "\n".join(lines)
 

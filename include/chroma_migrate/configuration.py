@@ -1,7 +1,8 @@
-"""The migration DAGs' configuration: collections and environments, validated on load.
+"""The snapshot systems' configuration: collections and environments, validated on load.
 
-It is the DAG package's, not the engine's: the engine (include/chroma_migrate) takes paths,
-versions and store objects, and never reads this file.
+The DAGs are built from it, and the CLI reads it to find a live snapshot (`--env ENV
+--collection NAME`); nothing in the migration itself does: the engine's steps take paths,
+versions and store objects. No Airflow import, so the CLI runs where Airflow is not installed.
 
 An invalid file fails the DAG import with a message that names the key and the fix,
 so a typo shows up as an import error in the Airflow UI, not as a failed run at night.
@@ -22,8 +23,8 @@ from chroma_migrate.runtime_resolution import check_release
 from chroma_migrate.verification.behaviour import validate_sample_queries
 from chroma_migrate.versions import supported_version_names
 
-# plugins/chroma_migration/config.py -> include/config/, in the repository and in the image alike.
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "include" / "config" / "chroma_migration.yaml"
+# include/chroma_migrate/configuration.py -> include/config/, in the repository and in the image alike.
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "chroma_migration.yaml"
 CONFIG_ENV = "CHROMA_MIGRATION_CONFIG"
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SURROGATE = re.compile("[\ud800-\udfff]")

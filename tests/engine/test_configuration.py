@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from chroma_migration.config import ConfigError, load_config
+from chroma_migrate.configuration import ConfigError, load_config
 
 
 def test_the_shipped_file_declares_words_and_lines_for_dev_and_prod():
