@@ -289,6 +289,12 @@ def measure_engine(strategy: str, source: Path, work: Path, args: argparse.Names
         "verification": verification, "worker_calls": answer.get("worker_calls", []),
     }
     shutil.rmtree(out, ignore_errors=True)
+    expected = (result.get("estimate") or {}).get("total_seconds")
+    if expected:  # the engine's estimate before the run (estimate.py) against what the run took
+        detail["estimated_seconds"] = expected
+        print(f"  {strategy}: estimated {expected:.1f} s before the run, measured {child.seconds:.1f} s "
+              f"(measured / estimated {child.seconds / expected:.2f}; within a factor of two: "
+              f"{'yes' if 0.5 <= child.seconds / expected <= 2 else 'NO'})", flush=True)
     return measurement(strategy, child.seconds, records, max(phase_peak, child.peak_rss_bytes), child.cpu_seconds,
                        completed, **detail)
 

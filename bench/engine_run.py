@@ -32,8 +32,8 @@ CLOCK = {"start": time.perf_counter()}  # reset when migrate() starts: worker ti
 class RecordingPhaseLog(PhaseLog):
     """The engine's PhaseLog, remembered so its phases survive a failed migrate()."""
 
-    def __init__(self, log=None) -> None:
-        super().__init__(log)
+    def __init__(self, log=None, **kwargs: Any) -> None:
+        super().__init__(log, **kwargs)
         PHASE_LOGS.append(self)
 
 

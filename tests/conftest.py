@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from chroma_migrate.estimate import STATS_ENV
 from chroma_migrate.versions import RUNTIME_FILES_ENV
 from chroma_migrate.worker_client import run_worker
 from chroma_migrate_testkit.fixtures import cached_database, receipt_spec
@@ -25,6 +26,7 @@ FIXTURE_CACHE = REPO / ".cache" / "fixtures"
 # Releases the tests resolve on demand get their runtime files here, not among the shipped ones.
 RESOLVED_FILES = REPO / ".cache" / "resolved-runtime-files"
 os.environ.setdefault(RUNTIME_FILES_ENV, str(RESOLVED_FILES))
+os.environ.setdefault(STATS_ENV, str(REPO / ".cache" / "throughput.jsonl"))  # the estimates' measured rates
 CLI = [sys.executable, "-m", "chroma_migrate"]
 
 

@@ -27,6 +27,7 @@ from chroma_migrate.errors import MigrationError
 from chroma_migrate.native import open_database
 from chroma_migrate.native.nearest import nearest_ids
 from chroma_migrate.phases import PhaseLog
+from chroma_migrate.progress import Advance, report_progress, watched_progress_file
 from chroma_migrate.worker_client import run_worker
 
 EXPORTERS: tuple[str, ...] = ("native", "runtime")  # run_types.Exporter's values
@@ -80,7 +81,8 @@ def plan_collections(db: Path, dimensions: dict[str, int | None], batch_size: in
 
 def export_collections(version: str, db: Path, plans: dict[str, CollectionPlan], out_dir: Path, *,
                        workers: int, phases: PhaseLog, queries: dict[str, QuerySet] | None = None,
-                       complete: bool = True, export_with: str = "native") -> dict[str, CollectionPlan]:
+                       complete: bool = True, export_with: str = "native", progress: Advance | None = None,
+                       ) -> dict[str, CollectionPlan]:
     """Export every batch of every plan under out_dir/<collection>/ with `workers` processes.
 
     Returns copies of the plans with files, the source's count, the number of records
@@ -89,13 +91,15 @@ def export_collections(version: str, db: Path, plans: dict[str, CollectionPlan],
     (the plans cover whole collections) the exported records must add up to the count;
     a DAG task exporting a single batch passes False. `version` matters only to the
     runtime exporter, which must be given a copy: chromadb writes to what it opens.
+    `progress` hears of each batch written, whichever process wrote it (progress.py).
     """
     if export_with not in EXPORTERS:
         raise MigrationError(f"Unknown exporter {export_with!r}.", f"Use one of {', '.join(EXPORTERS)}.")
     tasks = [(plan, batch) for plan in plans.values() for batch in plan.batches]
     groups = [tasks[i::workers] for i in range(workers) if tasks[i::workers]] or [[]]
     if export_with == "native":
-        answers = _export_native(db, groups, out_dir, queries or {}, phases)
+        with watched_progress_file(progress) as progress_file:
+            answers = _export_native(db, groups, out_dir, queries or {}, phases, progress_file)
         return _collect(plans, answers, "the native reader", complete)
 
     def run(position: int) -> dict[str, dict]:
@@ -111,7 +115,7 @@ def export_collections(version: str, db: Path, plans: dict[str, CollectionPlan],
                 job.update(queries_file=str(query.file), k=query.k, pick_queries=query.pick)
         if not jobs:
             return {}
-        result = run_worker(version, "export", {"path": str(db), "jobs": list(jobs.values())})
+        result = run_worker(version, "export", {"path": str(db), "jobs": list(jobs.values())}, progress=progress)
         phases.child_peak(result.peak_rss_bytes)
         return result.data
 
@@ -150,15 +154,16 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def _export_native(db: Path, groups: list[list[tuple[CollectionPlan, Batch]]], out_dir: Path,
-                   queries: dict[str, QuerySet], phases: PhaseLog) -> list[dict[str, dict]]:
+                   queries: dict[str, QuerySet], phases: PhaseLog, progress_file: str | None,
+                   ) -> list[dict[str, dict]]:
     """One group of batches per process (this one when there is a single group), read in place."""
     jobs = [[(plan.collection, batch, str(out_dir), queries.get(plan.collection)) for plan, batch in group]
             for group in groups]
     if len(jobs) == 1:
-        answers = [export_native_group(str(db), jobs[0])]
+        answers = [export_native_group(str(db), jobs[0], progress_file)]
     else:
         with process_pool(len(jobs)) as pool:
-            answers = list(pool.map(export_native_group, [str(db)] * len(jobs), jobs))
+            answers = list(pool.map(export_native_group, [str(db)] * len(jobs), jobs, [progress_file] * len(jobs)))
     for answer in answers:
         peak = answer.pop(PEAK_KEY, 0)
         if len(jobs) > 1:
@@ -166,7 +171,8 @@ def _export_native(db: Path, groups: list[list[tuple[CollectionPlan, Batch]]], o
     return answers
 
 
-def export_native_group(db: str, jobs: list[tuple[str, Batch, str, QuerySet | None]]) -> dict[str, Any]:
+def export_native_group(db: str, jobs: list[tuple[str, Batch, str, QuerySet | None]],
+                        progress_file: str | None = None) -> dict[str, Any]:
     """Export these batches with the native reader; the group holding a batch 0 picks and answers its queries."""
     answers: dict[str, Any] = {}
     with open_database(db) as native:
@@ -179,6 +185,7 @@ def export_native_group(db: str, jobs: list[tuple[str, Batch, str, QuerySet | No
             target = folder / f"batch-{batch.index:05d}.parquet"
             exchange.write_batch(records, target)
             answer["batches"].append({"index": batch.index, "count": len(records), "file": str(target)})
+            report_progress(progress_file, len(records))
             if query and batch.index == 0:
                 if query.pick:
                     np.save(query.file, exchange.pick_query_vectors(records, query.pick))

@@ -117,6 +117,16 @@ def _log(args: argparse.Namespace) -> Callable[[str], None]:
     return (lambda message: print(message, file=sys.stderr)) if not args.json else (lambda _m: None)
 
 
+def _run_migration(request: MigrationRequest, args: argparse.Namespace) -> dict[str, Any]:
+    """On a terminal, a progress bar per phase on stderr; under --json or into a pipe, as before."""
+    if args.json or not sys.stderr.isatty():
+        return migrate(request, log=_log(args))
+    from chroma_migrate.progress_bars import PhaseBars  # rich, only when there is a terminal to draw on
+
+    with PhaseBars() as bars:
+        return migrate(request, log=bars.log, display=bars)
+
+
 def _source(args: argparse.Namespace, attribute: str = "path") -> tuple[Path, RemoteSnapshot | None]:
     """PATH, an s3:// version prefix, or --env/--collection's live snapshot, as a local folder."""
     return local_source(getattr(args, attribute), env=args.env, collection=args.collection,
@@ -149,7 +159,7 @@ def _migrate(args) -> tuple[dict[str, Any], str, int]:
     request = MigrationRequest(path, args.out, args.target, args.strategy, _collections(args.collections),
                                args.batch_size, args.workers, args.export_with, readers,
                                sample_queries=sample_queries)
-    result = _with_origin(migrate(request, log=_log(args)), snapshot)
+    result = _with_origin(_run_migration(request, args), snapshot)
     if args.upload and snapshot:
         result["uploaded"] = upload_result(Path(result["out"]), snapshot, {
             "chromadb_version": result["target_version"], "strategy": result["strategy"]})

@@ -23,9 +23,11 @@ from chroma_migrate.errors import (
     VerificationFailedError,
     WorkerFailedError,
 )
+from chroma_migrate.estimate import PhaseMeasure, estimate, record, render_estimate, work_units
 from chroma_migrate.faults import fault_point
 from chroma_migrate.inspection import DatabaseInfo, describe_database
 from chroma_migrate.phases import PhaseLog
+from chroma_migrate.progress import PhaseDisplay, counting_copy
 from chroma_migrate.reader_policy import gate_readers, prepare_readers
 from chroma_migrate.runtime_resolution import resolve_version
 from chroma_migrate.snapshots.manifest import MANIFEST_NAME
@@ -125,7 +127,8 @@ def _free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
-def migrate(request: MigrationRequest, log=print) -> dict[str, Any]:
+def migrate(request: MigrationRequest, log=print, display: PhaseDisplay | None = None) -> dict[str, Any]:
+    """`display` (the CLI's bars on a terminal) is shown each phase's progress; the result is the same."""
     target, info, names = validate_request(request)
     out = request.out.resolve()
     need = (3 if request.export_with == "runtime" else 2) * info.size_bytes
@@ -134,7 +137,10 @@ def migrate(request: MigrationRequest, log=print) -> dict[str, Any]:
                              f"about {need} (the new database and the batches).", "Free space first.")
     stage = out.parent / f".{out.name}.chroma-migrate-{uuid.uuid4().hex[:8]}"
     background = ThreadPoolExecutor(max_workers=1)  # the source version's fresh database, during the target's work
-    state = MigrationState(request, target, info, stage, names, PhaseLog(log), background)
+    state = MigrationState(request, target, info, stage, names, PhaseLog(log, display=display), background)
+    units = work_units({n: info.collection(n).records for n in names}, {n: info.collection(n).dimension for n in names})
+    expected = estimate(str(choose_strategy(info, target, Strategy(request.strategy)).first), units)
+    log(render_estimate(expected))
     stage.mkdir()
     try:
         verification = _run_strategies(state, log)
@@ -149,13 +155,14 @@ def migrate(request: MigrationRequest, log=print) -> dict[str, Any]:
         background.shutdown(wait=True)
         shutil.rmtree(stage, ignore_errors=True)
     final = state.attempts[-1]
+    record([PhaseMeasure(p.name, units, p.seconds, final.strategy) for p in state.phases.phases])
     return {
         "source": info.path, "out": str(out), "source_version": info.reader_version,
         "export_with": request.export_with,
         "written_by": info.written_by, "target_version": target.version, "strategy": final.strategy,
         "attempts": [a.__dict__ for a in state.attempts], "collections": names,
         "verification": verification, "readers": verification["readers"], "phases": state.phases.to_list(),
-        "total_seconds": state.phases.total_seconds,
+        "total_seconds": state.phases.total_seconds, "estimate": expected,
     }
 
 
@@ -188,7 +195,7 @@ def _verify(state: MigrationState, source_plans: dict[str, CollectionPlan] | Non
             target_nearest: dict[str, list[list[str]]] | None = None,
             plans: dict[str, CollectionPlan] | None = None, text: TextAnswers | None = None) -> dict[str, Any]:
     """The native reader compares the source in place with the new database; chromadb is not started."""
-    with state.phases.phase("verify"):
+    with state.phases.phase("verify", total=_records(state)):
         report = verify_databases(VerifyRequest(
             Path(state.info.path), state.target_db, source_version=state.info.reader_version,
             target_version=state.target.version, collections=state.names, batch_size=state.request.batch_size,
@@ -199,6 +206,11 @@ def _verify(state: MigrationState, source_plans: dict[str, CollectionPlan] | Non
     if not report["passed"]:
         raise VerificationFailedError("Verification failed: " + "; ".join(report["problems"][:5]), report)
     return report
+
+
+def _records(state: MigrationState) -> int:
+    """The records of the selected collections: what an export, a load or a verification goes through."""
+    return sum(state.info.collection(name).records for name in state.names)
 
 
 def _recall_queries(state: MigrationState) -> tuple[dict[str, CollectionPlan], dict[str, QuerySet], TextAnswers]:
@@ -222,9 +234,10 @@ def _recall_queries(state: MigrationState) -> tuple[dict[str, CollectionPlan], d
 def _upgrade(state: MigrationState) -> dict[str, Any]:
     """Copy, let the target open (and migrate) the copy and answer the recall queries in the same
     process, drop unselected collections, verify natively."""
-    with state.phases.phase("upgrade: copy"):
+    with state.phases.phase("upgrade: copy", total=state.info.size_bytes, unit="bytes"):
         # A snapshot downloaded from S3 carries its version's manifest; the new version gets its own.
-        shutil.copytree(state.info.path, state.target_db, ignore=shutil.ignore_patterns(MANIFEST_NAME))
+        shutil.copytree(state.info.path, state.target_db, ignore=shutil.ignore_patterns(MANIFEST_NAME),
+                        copy_function=counting_copy(state.phases.progress))
     plans, query_sets, text = _recall_queries(state)
     with state.phases.phase("upgrade: open with target"):
         result = run_worker(state.target.version, "describe", {
@@ -250,21 +263,23 @@ def _rebuild(state: MigrationState) -> dict[str, Any]:
     state.target_db.mkdir()
     source = Path(state.info.path)
     if state.request.export_with == "runtime" and not state.source_copy.exists():
-        with state.phases.phase("copy source"):
-            shutil.copytree(state.info.path, state.source_copy)
+        with state.phases.phase("copy source", total=state.info.size_bytes, unit="bytes"):
+            shutil.copytree(state.info.path, state.source_copy, copy_function=counting_copy(state.phases.progress))
         source = state.source_copy
     plans, query_sets, text = _recall_queries(state)
-    with state.phases.phase("rebuild: export", workers=state.request.workers, exporter=state.request.export_with):
+    with state.phases.phase("rebuild: export", total=_records(state), workers=state.request.workers,
+                            exporter=state.request.export_with):
         exported = export_collections(state.info.reader_version, source, plans, state.stage / "export",
                                       workers=state.request.workers, phases=state.phases,
-                                      export_with=state.request.export_with)
+                                      export_with=state.request.export_with, progress=state.phases.progress)
     fault_point("rebuild_exported")
-    with state.phases.phase("rebuild: load"):
+    with state.phases.phase("rebuild: load", total=sum(plan.exported for plan in exported.values())):
         specs = [target_collection_spec(state.info.collection(name), state.target) for name in state.names]
         create_target_collections(state.target.version, state.target_db, specs, state.info.databases)
         jobs = [{"collection": spec, "files": [str(f) for f in exported[spec["name"]].files]} for spec in specs]
         result = run_worker(state.target.version, "load", {
-            "path": str(state.target_db), "jobs": jobs, "queries": query_jobs(query_sets), **text.worker_args()})
+            "path": str(state.target_db), "jobs": jobs, "queries": query_jobs(query_sets), **text.worker_args()},
+            progress=state.phases.progress)
         text.target_answers = result.data.get(TEXT_KEY)
         state.phases.child_peak(result.peak_rss_bytes)
     return _verify(state, query_sets=query_sets, target_nearest=result.data.get(NEAREST_KEY, {}), plans=plans,

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
+from chroma_migrate.progress import Advance, PhaseDisplay
+
 
 def own_peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -26,25 +28,37 @@ class Phase:
 
 
 class PhaseLog:
-    def __init__(self, log=None) -> None:
+    def __init__(self, log=None, display: PhaseDisplay | None = None) -> None:
         self.phases: list[Phase] = []
         self._log = log or (lambda _message: None)
         self._current: Phase | None = None
+        self._display = display
 
     @contextmanager
-    def phase(self, name: str, **detail) -> Iterator[Phase]:
+    def phase(self, name: str, *, total: int | None = None, unit: str = "records", **detail) -> Iterator[Phase]:
+        """`total` and `unit` only size the display's bar; `detail` goes into the report."""
         current = Phase(name, detail=dict(detail))
         self._current = current
         self._log(f"[{name}] started")
+        if self._display is not None:
+            self._display.start(name, total, unit)
         started = time.perf_counter()
         try:
             yield current
         finally:
+            if self._display is not None:
+                self._display.finish()
             current.seconds = round(time.perf_counter() - started, 3)
             current.peak_rss_bytes = max(current.peak_rss_bytes, own_peak_rss_bytes())
             self.phases.append(current)
             self._current = None
             self._log(f"[{name}] {current.seconds:.2f}s, peak RSS {current.peak_rss_bytes / 2**20:.0f} MiB")
+
+    @property
+    def progress(self) -> Advance | None:
+        """Where the current phase's work reports what it finished; None when nothing shows it
+        (then no worker writes a progress file)."""
+        return self._display.advance if self._display is not None else None
 
     def child_peak(self, rss_bytes: int) -> None:
         if self._current is not None:

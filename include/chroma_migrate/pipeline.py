@@ -20,11 +20,14 @@ from typing import Any
 
 from chroma_migrate.batches import Batch, CollectionPlan, export_collections, plan_collections
 from chroma_migrate.collection_spec import refuse_unrepresentable, target_collection_spec
+from chroma_migrate.dbfile import size_on_disk
 from chroma_migrate.errors import MigrationError, VerificationFailedError, WorkerFailedError
+from chroma_migrate.estimate import estimate, render_estimate, work_units
 from chroma_migrate.faults import fault_point
 from chroma_migrate.inspection import describe_database
 from chroma_migrate.migrate import MigrationRequest, migrate
 from chroma_migrate.phases import PhaseLog
+from chroma_migrate.progress import Advance, counting_copy
 from chroma_migrate.reader_policy import breaking_readers, gate_readers, prepare_readers, render_readers_markdown
 from chroma_migrate.run_types import BatchJob, BatchKind, ExportOutcome, LoadOutcome, MigrationPlan
 from chroma_migrate.runtime_resolution import resolve_version
@@ -125,6 +128,8 @@ def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch
         # What each load creates in the target, decided once here instead of re-reading the source per batch.
         "target_specs": {c.name: target_collection_spec(c, target) for c in info.collections},
         "databases": info.databases,
+        "estimate": estimate(str(chosen), work_units(
+            {c.name: c.records for c in info.collections}, {c.name: c.dimension for c in info.collections})),
     }
     paths.root.mkdir(parents=True, exist_ok=True)
     temporary = paths.plan_file.with_suffix(".tmp")
@@ -177,8 +182,19 @@ def batch_label(batch: BatchJob) -> str:
     return f"{batch['collection']} #{batch['batch']['index']} [{low[:24]} .. {high[:24]})"
 
 
-def export_batch(paths: RunPaths, plan: MigrationPlan, batch: BatchJob) -> ExportOutcome:
-    """Rebuild: one id range to Parquet. Upgrade: copy the source and let the target open it."""
+def export_size(paths: RunPaths, plan: MigrationPlan, batch: BatchJob) -> tuple[int, str]:
+    """What exporting `batch` goes through, for its task's progress log: the source's bytes for the
+    upgrade's copy, else the batch's records (every range of a collection holds batch_size ids but its last)."""
+    if batch["kind"] == BatchKind.UPGRADE:
+        return size_on_disk(paths.source), "bytes"
+    before = batch["batch"]["index"] * plan["batch_size"]
+    return max(0, min(plan["batch_size"], batch["records"] - before)), "records"
+
+
+def export_batch(paths: RunPaths, plan: MigrationPlan, batch: BatchJob, progress: Advance | None = None,
+                 ) -> ExportOutcome:
+    """Rebuild: one id range to Parquet. Upgrade: copy the source and let the target open it.
+    `progress` hears of the records exported (the upgrade's copy: bytes copied), for the task's log."""
     fault_point("export_batch", batch["index"])
     if batch["kind"] == BatchKind.UPGRADE and batch.get("upgraded_in_plan") and paths.target.is_dir():
         counts = {c.name: c.records for c in describe_database(paths.target).collections}
@@ -188,7 +204,8 @@ def export_batch(paths: RunPaths, plan: MigrationPlan, batch: BatchJob) -> Expor
         shutil.rmtree(staging, ignore_errors=True)
         with cleaned_when_full("copying the source for the upgrade", paths.root, staging):
             # The downloaded source carries the old version's manifest; the new version gets its own.
-            shutil.copytree(paths.source, staging, ignore=shutil.ignore_patterns(MANIFEST_NAME))
+            shutil.copytree(paths.source, staging, ignore=shutil.ignore_patterns(MANIFEST_NAME),
+                            copy_function=counting_copy(progress))
             described = run_worker(plan["target_version"], "describe", {"path": str(staging)}).data
         shutil.rmtree(paths.target, ignore_errors=True)
         staging.rename(paths.target)
@@ -202,7 +219,7 @@ def export_batch(paths: RunPaths, plan: MigrationPlan, batch: BatchJob) -> Expor
     with cleaned_when_full(f"exporting batch {batch['index']}", paths.root, folder):
         exported = export_collections(
             plan["source_version"], paths.source, {name: CollectionPlan(name, [piece], batch["dimension"])},
-            folder, workers=1, phases=PhaseLog(), complete=False,
+            folder, workers=1, phases=PhaseLog(), complete=False, progress=progress,
         )[name]
     fault_point("export_batch_written", batch["index"])
     return {"index": batch["index"], "kind": "rebuild", "collection": name, "count": exported.exported,
@@ -230,8 +247,10 @@ def changed_exports(exported: ExportOutcome) -> list[str]:
     return problems
 
 
-def load_batch(paths: RunPaths, plan: MigrationPlan, batch: BatchJob, exported: ExportOutcome) -> LoadOutcome:
-    """Write one exported batch into the target with upsert, so a retried load converges."""
+def load_batch(paths: RunPaths, plan: MigrationPlan, batch: BatchJob, exported: ExportOutcome,
+               progress: Advance | None = None) -> LoadOutcome:
+    """Write one exported batch into the target with upsert, so a retried load converges.
+    `progress` hears of each exchange file written, for the task's log."""
     fault_point("load_batch", batch["index"])
     if batch["kind"] == BatchKind.UPGRADE:
         return {"index": batch["index"], "kind": "upgrade", "count": exported["count"]}
@@ -249,7 +268,7 @@ def load_batch(paths: RunPaths, plan: MigrationPlan, batch: BatchJob, exported: 
         create_target_collections(plan["target_version"], paths.target, [spec], plan.get("databases", []))
         result = run_worker(plan["target_version"], "load", {
             "path": str(paths.target), "jobs": [{"collection": spec, "files": exported["files"]}], "mode": "upsert",
-        })
+        }, progress=progress)
     loaded = result.data[batch["collection"]]
     fault_point("load_batch_written", batch["index"])
     return {"index": batch["index"], "kind": "rebuild", "collection": batch["collection"],
@@ -258,7 +277,8 @@ def load_batch(paths: RunPaths, plan: MigrationPlan, batch: BatchJob, exported: 
 
 def verify_run(paths: RunPaths, plan: MigrationPlan, batch_size: int | None = None,
                readers: dict[str, str] | None = None,
-               sample_queries: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+               sample_queries: dict[str, list[dict[str, Any]]] | None = None,
+               dev_run: dict[str, Any] | None = None) -> dict[str, Any]:
     """Verify the new database against the source, let every declared reader smoke-read a copy of
     it, and store the report beside the run's files.
 
@@ -281,7 +301,7 @@ def verify_run(paths: RunPaths, plan: MigrationPlan, batch_size: int | None = No
     if report["passed"] and readers:
         report["readers"] = gate_readers(paths.target, prepare_readers(readers, log=logger.info), paths.root)
     paths.report_json.write_text(json.dumps(report, indent=2, default=str))
-    paths.report_md.write_text(render_report_markdown(plan, report))
+    paths.report_md.write_text(render_report_markdown(plan, report, dev_run))
     return report
 
 
@@ -306,7 +326,8 @@ def target_counts(report: dict[str, Any]) -> dict[str, int | None]:
     return {c["collection"]: (c.get("records") or {}).get("target_count") for c in report["collections"]}
 
 
-def render_report_markdown(plan: MigrationPlan, report: dict[str, Any]) -> str:
+def render_report_markdown(plan: MigrationPlan, report: dict[str, Any],
+                           dev_run: dict[str, Any] | None = None) -> str:
     verdict = "PASSED" if report["passed"] else "FAILED"
     lines = [
         f"# Verification {verdict}: chromadb {plan['source_version']} → {plan['target_version']}",
@@ -315,6 +336,10 @@ def render_report_markdown(plan: MigrationPlan, report: dict[str, Any]) -> str:
         *(["- verified while planning; the upgraded copy is unchanged since"]
           if report.get("verified_while_planning") else []),
         f"- collections: {', '.join(plan['collections'])}",
+        *([f"- {render_estimate(plan['estimate'])}"] if plan.get("estimate") else []),
+        *([f"- the dev run {dev_run['run_key']} took: "
+           + ", ".join(f"{phase} {seconds:.0f} s" for phase, seconds in dev_run["phases"].items())]
+          if dev_run else []),
         "",
         "| collection | source | target | identical | equivalent | missing | extra | different | recall | "
         "self-retrieval |",

@@ -16,6 +16,7 @@ from typing import Any
 
 from chroma_migrate.collection_spec import unrepresentable
 from chroma_migrate.errors import WorkerFailedError
+from chroma_migrate.estimate import estimate, work_units
 from chroma_migrate.inspection import DatabaseInfo, describe_database
 from chroma_migrate.reader_policy import gate_readers, prepare_readers
 from chroma_migrate.runtime_resolution import resolve_version
@@ -42,6 +43,7 @@ class ProbeResult:
     collections: list[CollectionVerdict]
     readers: dict[str, Any] | None = None  # reader_gate's verdicts on the target's form of the data
     readers_note: str = ""
+    estimate: dict[str, Any] | None = None  # estimate.py: seconds per phase of the chosen strategy
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,5 +98,7 @@ def probe(path: Path, target_version: str, *, work_dir: Path | None = None,
     verdicts = [CollectionVerdict(c.name, "blocked" if c.name in blocked else str(strategy),
                                   blocked.get(c.name, reason)) for c in info.collections]
     overall = "blocked" if blocked else str(strategy)
+    units = work_units({c.name: c.records for c in info.collections}, {c.name: c.dimension for c in info.collections})
+    expected = None if blocked else estimate(str(strategy), units)
     return ProbeResult(str(path), target.version, info.signature, info.written_by, overall,
-                       "; ".join(blocked.values()) if blocked else reason, verdicts, gate, note)
+                       "; ".join(blocked.values()) if blocked else reason, verdicts, gate, note, expected)

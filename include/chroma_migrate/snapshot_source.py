@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,10 @@ from chroma_migrate.native import check_integrity
 from chroma_migrate.pipeline import RunPaths
 from chroma_migrate.publishing import LiveSide
 from chroma_migrate.run_types import Stage
+from chroma_migrate.snapshots.backups import backups_of, first_verified, no_usable_copy, unusable_reason
+from chroma_migrate.snapshots.errors import ManifestError, SnapshotIntegrityError, VersionMissingError
 from chroma_migrate.snapshots.interfaces import SnapshotStore
+from chroma_migrate.snapshots.manifest import MANIFEST_NAME
 from chroma_migrate.staging_space import check_staging_space, cleaned_when_full
 
 SOURCE_MARKER = "source.json"
@@ -74,15 +77,69 @@ def download_snapshot(live: LiveSide, paths: RunPaths, version_id: str, setting:
     return facts
 
 
-def stage_version(store: SnapshotStore, version_id: str, folder: Path) -> Path:
-    """A version downloaded into `folder` once and checked as a database (never point readers at a
-    damaged or half-uploaded version)."""
-    if folder.is_dir():
-        return folder
+@dataclass(frozen=True)
+class RollbackSource:
+    """Where the staged copy of the version to return to came from: its own prefix, or (when that
+    is missing or fails its manifest) a verified backup, with what was wrong with the prefix."""
+
+    version_id: str
+    source_url: str
+    restored_from_backup: str | None = None
+    version_problem: str | None = None
+
+    def describe(self) -> str:
+        """One sentence for the log, the XCom and the approval body."""
+        if self.restored_from_backup is None:
+            return f"from its version prefix {self.source_url}"
+        return (f"restored from the verified backup {self.source_url} as a new version "
+                f"({self.version_problem})")
+
+
+def stage_rollback_target(live: LiveSide, version_id: str, folder: Path, *, legacy_ok: bool) -> RollbackSource:
+    """The version to return to, downloaded into `folder` once and checked, from the first copy
+    that proves its bytes: the version prefix, else its backups. `legacy_ok` (a version named
+    explicitly) accepts a prefix without a manifest, as a plain rollback always has; by default
+    only a manifest-checked copy counts. A marker beside `folder` keeps the choice for a rerun."""
+    marker = folder.with_name(folder.name + ".json")
+    if folder.is_dir() and marker.is_file():
+        staged = RollbackSource(**json.loads(marker.read_text()))
+        if staged.version_id == version_id:
+            return staged
     partial = folder.with_name(folder.name + ".downloading")
-    shutil.rmtree(partial, ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    store.download(version_id, partial)
+    source = _stage_first_usable(live, version_id, partial, legacy_ok)
     check_integrity(partial)
+    shutil.rmtree(folder, ignore_errors=True)
+    marker.write_text(json.dumps(asdict(source)))
     partial.rename(folder)
-    return folder
+    return source
+
+
+def _stage_first_usable(live: LiveSide, version_id: str, partial: Path, legacy_ok: bool) -> RollbackSource:
+    """`partial` filled from the version prefix if it checks out, else from the first verified backup."""
+    store = live.snapshots
+    prefix = live.layout.version_prefix(version_id)
+    problem = _download_checked(store, prefix, version_id, partial, legacy_ok)
+    if problem is None:
+        return RollbackSource(version_id, store.url(prefix))
+    live.log(f"Cannot roll back from the version prefix: {problem}; looking for a verified backup")
+    candidates = backups_of(store.list_backups(), version_id)
+    chosen, failures = first_verified(
+        candidates, lambda backup: _download_checked(store, backup, version_id, partial, legacy_ok=False))
+    if chosen is None:
+        raise no_usable_copy(version_id, problem, store.url(live.layout.backups_root()), failures)
+    return RollbackSource(version_id, store.url(chosen), chosen, problem)
+
+
+def _download_checked(store: SnapshotStore, prefix: str, version_id: str, partial: Path,
+                      legacy_ok: bool) -> str | None:
+    """None when `partial` now holds the prefix's bytes, checked against its manifest (or a legacy
+    snapshot's, where allowed); else what is wrong with that copy, naming the bad key."""
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        manifest = store.download_prefix(prefix, version_id, partial)
+    except (VersionMissingError, SnapshotIntegrityError, ManifestError) as error:
+        return unusable_reason(error, store.url(prefix), store.url)
+    if manifest is None and not legacy_ok:
+        return f"{store.url(prefix)} has no {MANIFEST_NAME} (an unfinished copy)"
+    return None

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from chroma_migrate.errors import WorkerFailedError
+from chroma_migrate.progress import Advance, watched_progress_file
 from chroma_migrate.runtimes import Runtime, ensure_runtime
 
 PROTOCOL_VERSION = 1
@@ -54,13 +55,20 @@ def _describe_exit(status: int) -> tuple[int | None, str | None]:
 
 
 def run_worker(version: str, op: str, args: dict[str, Any], *, timeout_s: float | None = None,
-               runtime: Runtime | None = None) -> WorkerResult:
-    """Run `op` with `args` in chromadb `version`'s runtime and return its answer."""
+               runtime: Runtime | None = None, progress: Advance | None = None) -> WorkerResult:
+    """Run `op` with `args` in chromadb `version`'s runtime and return its answer.
+
+    With `progress`, the op (one that takes `progress_file`: load, export) appends what it
+    finishes to a file this process polls into `progress` while the child runs.
+    """
     runtime = runtime or ensure_runtime(version, log=lambda _m: None)
-    with tempfile.TemporaryDirectory(prefix="chroma-migrate-worker-") as scratch:
+    with (tempfile.TemporaryDirectory(prefix="chroma-migrate-worker-") as scratch,
+          watched_progress_file(progress, Path(scratch)) as progress_file):
         request_path = Path(scratch) / "request.json"
         response_path = Path(scratch) / "response.json"
         stderr_path = Path(scratch) / "stderr.log"
+        if progress_file:
+            args = {**args, "progress_file": progress_file}
         request_path.write_text(json.dumps({"protocol": PROTOCOL_VERSION, "op": op, "args": args}))
         started = time.perf_counter()
         with open(stderr_path, "wb") as stderr_file:

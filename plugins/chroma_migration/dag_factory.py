@@ -173,7 +173,8 @@ def build_rollback_dag(collection: str, config: MigrationConfig, config_path: st
         approve = ApprovalOperator(
             task_id="approve", subject=f"Roll the {collection} snapshot back?",
             body="Roll back from {{ ti.xcom_pull(task_ids='resolve_rollback')['source_version_id'] }} to "
-                 "{{ ti.xcom_pull(task_ids='resolve_rollback', key='rollback')['to_version_id'] }}.",
+                 "{{ ti.xcom_pull(task_ids='resolve_rollback', key='rollback')['to_version_id'] }} "
+                 "{{ ti.xcom_pull(task_ids='resolve_rollback', key='rollback').get('source', '') }}.",
         )
         rollback = RollbackOperator(task_id="rollback", collection=collection, run=run,
                                     rollback=resolve.output["rollback"], trigger_rule="none_failed_min_one_success")

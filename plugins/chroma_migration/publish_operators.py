@@ -13,7 +13,7 @@ from airflow.sdk import Asset, AssetAlias
 from chroma_migrate.pipeline import read_plan, read_report
 from chroma_migrate.publishing import publish, swap_pointers
 from chroma_migrate.reader_policy import allowed_breakage
-from chroma_migrate.rollback import rebuild_and_publish
+from chroma_migrate.rollback import rebuild_and_publish, restore_from_backup
 from chroma_migrate.run_types import Stage
 from chroma_migration.work_operators import LockedStepOperator
 
@@ -69,7 +69,8 @@ class RollbackOperator(LockedStepOperator):
 
     :param rollback: the resolve task's choice (templated): `to_version_id` and whether to
         `rebuild_current`; rebuilding keeps records written since the migration, which a plain
-        pointer swap would leave behind.
+        pointer swap would leave behind. With `restored_from_backup` (the version's own prefix was
+        missing or damaged) the staged backup is published as a new version instead of a swap.
     """
 
     template_fields = (*LockedStepOperator.template_fields, "rollback")
@@ -87,6 +88,8 @@ class RollbackOperator(LockedStepOperator):
         if choice["rebuild_current"]:
             return self.record(0, rebuild_and_publish(self.live, state.paths, old, state.source_version_id,
                                                       state.batch_size))
+        if choice.get("restored_from_backup"):
+            return self.record(0, restore_from_backup(self.live, old, choice, state.source_version_id))
         outcome = swap_pointers(self.live, expected=state.source_version_id, version_id=choice["to_version_id"],
                                 local_copy=old, allow_legacy=True)
         return self.record(0, outcome | {"rebuilt": False})

@@ -9,10 +9,11 @@ from airflow.sdk import BaseOperator
 
 from chroma_migrate.configuration import load_config
 from chroma_migrate.errors import MigrationError
+from chroma_migrate.estimate import render_estimate
 from chroma_migrate.pipeline import plan_run
 from chroma_migrate.rollback import choose_rollback
 from chroma_migrate.runtime_resolution import resolve_version
-from chroma_migrate.snapshot_source import download_snapshot, resolve_source, stage_version
+from chroma_migrate.snapshot_source import download_snapshot, resolve_source, stage_rollback_target
 from chroma_migrate.strategy import requested_strategy
 from chroma_migration.base import ChromaMigrationOperator
 from chroma_migration.hooks import ChromaSnapshotHook
@@ -119,10 +120,11 @@ class PlanMigrationOperator(ChromaMigrationOperator):
         plan = plan_run(state.paths, state.target_version, state.strategy, state.batch_size,
                         self.environment.sample_queries.get(self.collection))
         batches = plan["batches"]
-        summary = {key: plan[key] for key in ("strategy", "reason", "source_version", "target_version",
-                                              "collections", "records", "requested_strategy")}
+        summary = {key: plan.get(key) for key in ("strategy", "reason", "source_version", "target_version",
+                                                  "collections", "records", "requested_strategy", "estimate")}
         context["ti"].xcom_push(key="summary", value=summary | {"batches": len(batches)})
-        self.log.info("Strategy %s: %s (%d batches)", plan["strategy"], plan["reason"], len(batches))
+        self.log.info("Strategy %s: %s (%d batches); %s", plan["strategy"], plan["reason"], len(batches),
+                      render_estimate(plan["estimate"]) if plan.get("estimate") else "no estimate")
         return batches
 
 
@@ -139,9 +141,11 @@ def migration_needed(plan: dict[str, Any]) -> bool:
 class ResolveRollbackOperator(ResolveSnapshotOperator):
     """Resolve a rollback: the live version, the one to return to (default: the one before it).
 
-    Downloads the version to return to (its manifest is checked on the way) and, when the
-    current data is to be rebuilt into that version's format, the live version too.
-    Pushes `rollback` = {to_version_id, rebuild_current, written_since_migration}.
+    Downloads the version to return to (its manifest is checked on the way; when its prefix is
+    missing or fails that check, a verified backup of it instead) and, when the current data is
+    to be rebuilt into that version's format, the live version too. Pushes `rollback` =
+    {to_version_id, rebuild_current, written_since_migration, source (a sentence: which copy),
+    restored_from_backup (the backup prefix, or None), version_problem}.
     """
 
     PARAM_NAMES: Sequence[str] = ("env", "to_version_id", "rebuild_current")
@@ -156,7 +160,8 @@ class ResolveRollbackOperator(ResolveSnapshotOperator):
         live = ChromaSnapshotHook(draft.environment, self.collection).live_side(draft.run_key, log=self.log.info)
         choice = choose_rollback(live, self.to_version_id)
         state = MigrationRun(**{**draft.to_xcom(), "source_version_id": choice.current})
-        stage_version(live.snapshots, choice.to_version_id, state.paths.root / "rollback-target")
+        source = stage_rollback_target(live, choice.to_version_id, state.paths.root / "rollback-target",
+                                       legacy_ok=choice.named)
         if choice.written_since_migration and not self.rebuild_current:
             self.log.warning("The live version %s was not written by a migration: records added since the "
                              "migration exist only there. Trigger with rebuild_current=true to keep them.",
@@ -165,7 +170,10 @@ class ResolveRollbackOperator(ResolveSnapshotOperator):
             download_snapshot(live, state.paths, choice.current, f"environments.{state.env}.staging_root")
         context["ti"].xcom_push(key="rollback", value={
             "to_version_id": choice.to_version_id, "rebuild_current": bool(self.rebuild_current),
-            "written_since_migration": choice.written_since_migration})
-        self.log.info("Rollback of %s %s: %s -> %s (%s)", state.env, self.collection, choice.current,
-                      choice.to_version_id, "rebuild current data" if self.rebuild_current else "pointer swap")
+            "written_since_migration": choice.written_since_migration, "source": source.describe(),
+            "restored_from_backup": source.restored_from_backup, "version_problem": source.version_problem})
+        how = "rebuild current data" if self.rebuild_current else (
+            "restore as a new version" if source.restored_from_backup else "pointer swap")
+        self.log.info("Rollback of %s %s: %s -> %s %s (%s)", state.env, self.collection, choice.current,
+                      choice.to_version_id, source.describe(), how)
         return state.to_xcom()

@@ -6,26 +6,32 @@ retried, cleared or backfilled run skips what is done and redoes only the rest.
 
 from __future__ import annotations
 
+import time
 from functools import cached_property
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chroma_migrate.estimate import PhaseMeasure, last_run, record
 from chroma_migrate.pipeline import (
     batch_label,
     changed_exports,
     export_batch,
+    export_size,
     load_batch,
     read_plan,
     verification_summary,
     verify_run,
 )
+from chroma_migrate.progress import steady_log
 from chroma_migrate.publishing import LiveSide, publish_reports
 from chroma_migrate.run_types import BatchKind, Stage
 from chroma_migrate.snapshots.errors import SnapshotError
 from chroma_migrate.snapshots.lock import HeartbeatThread
 from chroma_migration.base import ChromaMigrationOperator
+
+PROGRESS_LOG_S = 10.0  # how often a batch task logs its records done, so a long one shows it is moving
 
 
 class AwsStepError(SnapshotError):
@@ -83,6 +89,15 @@ class LockedStepOperator(ChromaMigrationOperator):
             efs = f"unreadable ({type(error).__name__})"
         return f"S3 pointer {s3}, EFS pointer {efs}"
 
+    def log_line(self, message: str) -> None:
+        """A progress line in the task log (the message is text, not a format string)."""
+        self.log.info("%s", message)
+
+    def measured(self, plan: dict[str, Any], phase: str, units: int, started: float) -> None:
+        """Record this step's throughput for the next estimates (estimate.py)."""
+        record([PhaseMeasure(phase, units, round(time.perf_counter() - started, 3), plan["strategy"], self.collection,
+                             self.state.env, self.state.run_key)])
+
     def done(self, index: int) -> dict[str, Any] | None:
         return self.hook.ledger.outcome(self.collection, self.state.run_key, self.stage, index)
 
@@ -133,7 +148,12 @@ class ExportBatchOperator(LockedStepOperator):
             self.log.warning("Batch %s is exported again: %s", context["batch_label"],
                              "; ".join(damaged) or "the upgraded copy is gone")
         plan = read_plan(self.state.paths)
-        outcome = export_batch(self.state.paths, plan, self.batch)
+        total, unit = export_size(self.state.paths, plan, self.batch)
+        started = time.perf_counter()
+        with steady_log(self.log_line, f"Exporting {context['batch_label']}", total, unit, PROGRESS_LOG_S) as done:
+            outcome = export_batch(self.state.paths, plan, self.batch, progress=done.add)
+        if self.batch["kind"] == BatchKind.REBUILD:
+            self.measured(plan, "rebuild: export", outcome["count"] * (self.batch.get("dimension") or 1), started)
         self.log.info("Exported %s: %d records", context["batch_label"], outcome["count"])
         return self.record(index, outcome)
 
@@ -159,7 +179,12 @@ class LoadBatchOperator(LockedStepOperator):
         if finished := self.done(index):
             self.log.info("Batch %s already loaded in this run", context["batch_label"])
             return finished
-        outcome = load_batch(self.state.paths, plan, batch, self.exported)
+        label = f"Loading {context['batch_label']}"
+        started = time.perf_counter()
+        with steady_log(self.log_line, label, self.exported["count"], interval_s=PROGRESS_LOG_S) as done:
+            outcome = load_batch(self.state.paths, plan, batch, self.exported, progress=done.add)
+        if batch["kind"] == BatchKind.REBUILD:
+            self.measured(plan, "rebuild: load", outcome["count"] * (batch.get("dimension") or 1), started)
         self.log.info("Loaded %s: %d records", context["batch_label"], outcome["count"])
         return self.record(index, outcome)
 
@@ -176,8 +201,13 @@ class VerifyMigrationOperator(LockedStepOperator):
     def run_step(self, context: Any) -> dict[str, Any]:
         paths = self.state.paths
         plan = read_plan(paths)
+        # Beside prod's estimate, the approver sees what the dev run of this collection took.
+        dev_run = last_run(self.collection, "dev") if self.state.env != "dev" else None
+        started = time.perf_counter()
         report = verify_run(paths, plan, readers=self.environment.readers,
-                            sample_queries=self.environment.sample_queries.get(self.collection))
+                            sample_queries=self.environment.sample_queries.get(self.collection), dev_run=dev_run)
+        if not report.get("verified_while_planning"):
+            self.measured(plan, "verify", (plan.get("estimate") or {}).get("units", 0), started)
         report_url = publish_reports(self.live, [paths.report_json, paths.report_md])[-1]
         markdown = paths.report_md.read_text()
         self.log.info("Verification report: %s\n%s", report_url, markdown)

@@ -240,6 +240,7 @@ def test_rest_api_needs_no_token_with_all_admins(api):
     assert status == 403  # a bad explicit token is not overridden by the all-admins middleware
 
 
+@pytest.mark.slow  # the harness's own spike test; tests/dags/ answer approvals the same way
 def test_approval_approve_runs_downstream(airflow_env, api):
     result, answers = run_dag_test_with_hitl(airflow_env, api.base_url, "spike_hitl", ["Approve"], timeout_s=240)
     timed("dags test spike_hitl (Approve)", result)
@@ -261,6 +262,7 @@ def test_approval_approve_runs_downstream(airflow_env, api):
     assert result.xcom_return_values["report"] == "reported swapped"
 
 
+@pytest.mark.slow  # the harness's own spike test; tests/dags/ answer approvals the same way
 def test_approval_reject_skips_downstream_but_runs_teardown(airflow_env, api):
     result, answers = run_dag_test_with_hitl(airflow_env, api.base_url, "spike_hitl", ["Reject"], timeout_s=240)
     timed("dags test spike_hitl (Reject)", result)
@@ -279,6 +281,7 @@ def test_approval_reject_skips_downstream_but_runs_teardown(airflow_env, api):
     assert "approve" not in result.xcom_return_values
 
 
+@pytest.mark.slow  # the harness's own spike test; tests/dags/ answer approvals the same way
 def test_unanswered_approval_blocks_until_the_run_is_killed(airflow_env, api):
     """A `dags test` parked on HITL never ends by itself; the harness kills its whole process group."""
     started = datetime.now(UTC)

@@ -50,6 +50,7 @@ def test_prod_run_rejected_changes_nothing_and_releases_the_lock(system, server)
     assert system.lock_item("lines", "prod") is None
 
 
+@pytest.mark.slow  # 40 s; the live test and test_rollback_from_backup.py roll back in every run
 def test_rollback_points_s3_and_efs_back(system):
     system.seed("words")
     migrated = run_dag_test(system.env, "chroma_migration__words", conf={"env": "dev"}, timeout_s=600)

@@ -30,11 +30,13 @@ class ManifestError(SnapshotError):
 
 
 class SnapshotIntegrityError(SnapshotError):
-    """Files differ from their manifest; `problems` lists each one by file name."""
+    """Files differ from their manifest; `problems` lists each one by file name, `keys` (where
+    known) the stored object of each, so a caller can name exactly what is damaged."""
 
-    def __init__(self, problem: str, fix: str, problems: list[str]) -> None:
+    def __init__(self, problem: str, fix: str, problems: list[str], keys: list[str] | None = None) -> None:
         super().__init__(problem, fix)
         self.problems = problems
+        self.keys = list(keys or [])
 
 
 class PointerChangedError(SnapshotError):

@@ -114,6 +114,26 @@ class SnapshotLayout:
             collection=self.collection, run_key=run_key, version_id=validate_version_id(version_id)
         )
 
+    def backups_root(self) -> str:
+        """The fixed part of the backup template before its first run-dependent field (for listing)."""
+        head = re.split(r"\{run_key\}|\{version_id\}", self.backup_template, maxsplit=1)[0]
+        return head.format(collection=self.collection)
+
+    def parse_backup_prefix(self, prefix: str) -> tuple[str, str] | None:
+        """(run_key, version_id) of a prefix the backup template produces, else None: listings under
+        the backups root may hold anything, and only a well-formed backup may be restored."""
+        pattern = re.escape(self.backup_template).replace(re.escape("{collection}"), re.escape(self.collection))
+        for field_name in ("run_key", "version_id"):
+            pattern = pattern.replace(re.escape("{" + field_name + "}"), f"(?P<{field_name}>[^/]+)", 1)
+        found = re.fullmatch(pattern, prefix)
+        if not found or not _VERSION_RE.fullmatch(found["version_id"]):
+            return None
+        run_key, version_id = found["run_key"], found["version_id"]
+        try:
+            return (run_key, version_id) if self.backup_prefix(run_key, version_id) == prefix else None
+        except SnapshotError:
+            return None
+
     def efs_collection_dir(self) -> Path:
         return self.efs_root / "snapshots" / self.collection
 

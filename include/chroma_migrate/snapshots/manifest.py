@@ -145,22 +145,28 @@ def write_manifest_file(directory: Path, manifest: dict) -> Path:
 
 
 def check_directory(directory: Path, manifest: dict) -> list[str]:
-    """Every difference between `directory` and `manifest`, one line per file (empty when they match).
+    """Every difference between `directory` and `manifest`, one line per file (empty when they match)."""
+    return [line for _, line in file_problems(directory, manifest)]
+
+
+def file_problems(directory: Path, manifest: dict) -> list[tuple[str, str]]:
+    """(relative name, problem line) of every file that differs from `manifest`, so a caller can
+    name the object key of each one.
 
     Sizes are compared first so a truncated file is reported without hashing it.
     """
     validate_manifest(manifest, f"manifest for {directory}")
     expected = manifest["files"]
     present = snapshot_files(directory)
-    problems = [f"missing file {name}" for name in sorted(set(expected) - set(present))]
-    problems += [f"extra file {name} (not in the manifest)" for name in sorted(set(present) - set(expected))]
+    problems = [(name, f"missing file {name}") for name in sorted(set(expected) - set(present))]
+    problems += [(name, f"extra file {name} (not in the manifest)") for name in sorted(set(present) - set(expected))]
     for name in sorted(set(expected) & set(present)):
         want = expected[name]
         size = present[name].stat().st_size
         if size != want["size"]:
-            problems.append(f"size mismatch {name}: manifest says {want['size']} bytes, found {size}")
+            problems.append((name, f"size mismatch {name}: manifest says {want['size']} bytes, found {size}"))
             continue
         sha256, _ = hash_file(present[name])
         if sha256 != want["sha256"]:
-            problems.append(f"sha256 mismatch {name}: manifest says {want['sha256']}, found {sha256}")
+            problems.append((name, f"sha256 mismatch {name}: manifest says {want['sha256']}, found {sha256}"))
     return problems

@@ -27,7 +27,7 @@ from chroma_migrate.snapshots.layout import SnapshotLayout, validate_version_id
 from chroma_migrate.snapshots.manifest import (
     MANIFEST_NAME,
     build_manifest,
-    check_directory,
+    file_problems,
     hash_stream,
     manifest_bytes,
     parse_manifest,
@@ -227,6 +227,18 @@ class S3SnapshotStore:
                     continue
         return sorted(versions)
 
+    def list_backups(self) -> dict[str, str]:
+        """Finished backups (their manifest, copied last, exists) by prefix, each with the version id
+        it holds; one listing of the backups root, anything not shaped like a backup ignored."""
+        suffix = "/" + MANIFEST_NAME
+        backups = {}
+        for key in self.list_objects(self.layout.backups_root()):
+            prefix = key.removesuffix(MANIFEST_NAME)
+            parsed = self.layout.parse_backup_prefix(prefix) if key.endswith(suffix) else None
+            if parsed:
+                backups[prefix] = parsed[1]
+        return dict(sorted(backups.items()))
+
     def read_manifest(self, prefix: str) -> dict | None:
         """The manifest stored at the top of `prefix`, or None (legacy snapshot or incomplete upload)."""
         if not prefix.endswith("/"):
@@ -244,7 +256,11 @@ class S3SnapshotStore:
         snapshot without one. `destination` must be missing or empty; on a mismatch it is left as
         is for inspection and the error names every bad file.
         """
-        prefix = self.layout.version_prefix(version_id)
+        return self.download_prefix(self.layout.version_prefix(version_id), version_id, destination)
+
+    def download_prefix(self, prefix: str, version_id: str, destination: Path) -> dict | None:
+        """`download` from any prefix holding a copy of `version_id` (a backup): the same checks, and
+        the integrity error carries the key of every bad object."""
         destination = Path(destination)
         if destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
             raise SnapshotError(
@@ -271,14 +287,14 @@ class S3SnapshotStore:
             raise SnapshotIntegrityError(
                 f"{self.url(prefix + MANIFEST_NAME)} belongs to version {manifest['version_id']}, not {version_id}.",
                 "The prefix holds another version's manifest; restore the right one from a backup.",
-                [f"manifest version_id {manifest['version_id']}"],
+                [f"manifest version_id {manifest['version_id']}"], [prefix + MANIFEST_NAME],
             )
-        problems = check_directory(destination, manifest)
-        if problems:
+        bad = file_problems(destination, manifest)
+        if bad:
             raise SnapshotIntegrityError(
-                f"Snapshot {self.url(prefix)} does not match its manifest: " + "; ".join(problems),
+                f"Snapshot {self.url(prefix)} does not match its manifest: " + "; ".join(line for _, line in bad),
                 "Do not use this snapshot; restore the named files from a backup or point to another version.",
-                problems,
+                [line for _, line in bad], [prefix + name for name, _ in bad],
             )
         return manifest
 

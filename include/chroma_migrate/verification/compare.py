@@ -33,6 +33,7 @@ from chroma_migrate.exchange import RecordBatch, record_digest
 from chroma_migrate.native import NativeCollection, open_database
 from chroma_migrate.native.collection import StoredRange
 from chroma_migrate.native.stored_compare import StoredRowsComparer
+from chroma_migrate.progress import report_progress
 
 DIGEST_MODULUS = 2**128
 SAMPLE_LIMIT = 10
@@ -292,11 +293,12 @@ def _stored_alike(stored: StoredRange, target: NativeCollection, rows: StoredRow
 
 def compare_native_ranges(source_db: str, target_db: str, name: str, space: str,
                           ranges: list[tuple[str | None, str | None, str | None]], queries_file: str | None,
-                          k: int, pages_alike: bool | None = None) -> RangeShare:
+                          k: int, pages_alike: bool | None = None, progress_file: str | None = None) -> RangeShare:
     """Read each range (low, high, source exchange file or None) on both sides natively and compare,
     keeping the exact neighbours of the queries among the source records seen. Runs in a
     verification worker process: everything in and out is plain and picklable.
     `pages_alike` passes on what the caller already proved of the two files (StoredRowsComparer).
+    Each range compared is reported to `progress_file` (progress.py) as its source records.
     """
     result, best = CollectionComparison(), None
     queries = np.load(queries_file) if queries_file else None
@@ -312,12 +314,14 @@ def compare_native_ranges(source_db: str, target_db: str, name: str, space: str,
             if alike is not None:
                 result.add_identical_range(len(stored.ids), range_digest(stored.ids, stored.vectors),
                                            range_digest(alike.ids, alike.vectors))
+                report_progress(progress_file, len(stored.ids))
                 continue
             source_batch = (exchange.read_batch(Path(source_file)) if source_file
                             else source_collection.read_range(low, high))
             if queries is not None and stored is None:
                 best = exact_neighbours(space, queries, [source_batch], k, best)
             compare_pair(source_batch, target_collection.read_range(low, high), space, result)
+            report_progress(progress_file, len(source_batch))
     return RangeShare(result, best)
 
 

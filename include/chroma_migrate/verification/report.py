@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chroma_migrate.estimate import render_estimate
 from chroma_migrate.reader_policy import render_readers_text
 from chroma_migrate.verification import behaviour
 
@@ -45,6 +46,8 @@ def render_probe(result: dict[str, Any]) -> str:
         lines.append(text)
     if result.get("readers_note"):
         lines.append(f"  {result['readers_note']}")
+    if result.get("estimate"):
+        lines.append(f"  {render_estimate(result['estimate'])}")
     return "\n".join(lines)
 
 
@@ -128,7 +131,8 @@ def render_migration(result: dict[str, Any]) -> str:
         render_verification(result["verification"]),
         *([text] if (text := render_readers_text(result.get("readers"))) else []),
         render_phases(result["phases"]),
-        f"  total {result['total_seconds']:.2f}s",
+        f"  total {result['total_seconds']:.2f}s"
+        + (f"; {render_estimate(result['estimate'])}" if result.get("estimate") else ""),
         *([f"uploaded as {result['uploaded']} (no pointer moved: publish it with the DAG)"]
           if result.get("uploaded") else []),
     ]

@@ -34,6 +34,7 @@ from chroma_migrate.native.hnsw_health import IndexHealth, check_index_health
 from chroma_migrate.native.nearest import nearest_ids
 from chroma_migrate.native.stored_compare import StoredRowsComparer
 from chroma_migrate.phases import PhaseLog
+from chroma_migrate.progress import watched_progress_file
 from chroma_migrate.verification import behaviour, fulltext, fulltext_queries, index_gate, text_sample
 from chroma_migrate.verification.accounting import cached_account, compare_accounts
 from chroma_migrate.verification.compare import (
@@ -353,10 +354,11 @@ def _compare_native(sources: dict[str, CollectionInfo], target_info: Any, presen
     if not exported:  # proved once here rather than by every worker (it reads both tables' pages)
         with StoredRowsComparer(source_db, target_db) as rows:
             pages_alike = rows.pages_alike
-    with _range_pool(workers) as pool, ThreadPoolExecutor(max_workers=3) as asking:
+    with (watched_progress_file(phases.progress) as progress_file, _range_pool(workers) as pool,
+          ThreadPoolExecutor(max_workers=3) as asking):
         # The worker processes first: they may be forked, which is only safe before any thread starts.
         futures = [pool.submit(compare_native_ranges, str(source_db), str(target_db), name, space, group, queries,
-                               RECALL_K, pages_alike) for name, space, group, queries in jobs]
+                               RECALL_K, pages_alike, progress_file) for name, space, group, queries in jobs]
         # chromadb writes to what it opens, and must not race the native reads: it gets its own copy,
         # unless the migration's own target process already answered everything.
         answered_in_passing = target_nearest is not None and text is not None and text.target_answers is not None

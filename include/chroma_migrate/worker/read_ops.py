@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from chroma_migrate import dbfile, exchange
+from chroma_migrate.progress import report_progress
 from chroma_migrate.worker import text_ops
 from chroma_migrate.worker.chroma_client import (
     INCLUDE_ALL,
@@ -136,12 +137,13 @@ def _pick_queries(records: exchange.RecordBatch, count: int, queries_file: str) 
     np.save(queries_file, exchange.pick_query_vectors(records, count))
 
 
-def export(path: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
+def export(path: str, jobs: list[dict[str, Any]], progress_file: str | None = None) -> dict[str, Any]:
     """Per job: export each id range [low, high) as one exchange file, and answer its queries.
 
     The count comes from chromadb itself (1.x applies its write log on open), so the caller
     can check that the batches, cut from the metadata segment, cover every record. A job
     with `pick_queries` saves query vectors taken from its batch 0 before answering them.
+    Each batch written is reported to `progress_file` (progress.py).
     """
     clients = Clients(path)
     segments = _metadata_segments(path)
@@ -158,6 +160,7 @@ def export(path: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
             target = Path(job["out_dir"]) / f"batch-{batch['index']:05d}.parquet"
             exchange.write_batch(records, target)
             answer["batches"].append({"index": batch["index"], "count": len(records), "file": str(target)})
+            report_progress(progress_file, len(records))
             if job.get("pick_queries") and batch["index"] == 0:
                 _pick_queries(records, job["pick_queries"], job["queries_file"])
         if job.get("queries_file"):

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from chroma_migrate import dbfile, exchange
+from chroma_migrate.progress import report_progress
 from chroma_migrate.worker import fixture_data, read_ops, text_ops
 from chroma_migrate.worker.chroma_client import (
     IS_RUST_CORE,
@@ -50,9 +51,11 @@ def create_collections(path: str, specs: list[dict[str, Any]],
 
 
 def load(path: str, jobs: list[dict[str, Any]], mode: str = "add", queries: list[dict[str, Any]] | None = None,
-         text_jobs: list[dict[str, Any]] | None = None, scratch_dir: str | None = None) -> dict[str, Any]:
+         text_jobs: list[dict[str, Any]] | None = None, scratch_dir: str | None = None,
+         progress_file: str | None = None) -> dict[str, Any]:
     """Per job: create the collection if needed and write its exchange files in order; then answer
-    the recall `queries` with the index just built (the target side of verification)."""
+    the recall `queries` with the index just built (the target side of verification). Each file
+    written is reported to `progress_file` (progress.py): files are one batch, a small share of a load."""
     clients = Clients(path)
     limit = max_batch_size(clients.default)
     loaded = {}
@@ -64,6 +67,7 @@ def load(path: str, jobs: list[dict[str, Any]], mode: str = "add", queries: list
             records = exchange.read_batch(Path(file))
             write_records(handle, records, mode, limit)
             written += len(records)
+            report_progress(progress_file, len(records))
         loaded[spec["name"]] = {"written": written, "count": handle.count()}
     if queries:  # chromadb collection names start with a letter or digit, so this key cannot clash
         loaded[NEAREST_KEY] = read_ops.answer_queries(clients, queries)

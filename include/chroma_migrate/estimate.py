@@ -1,0 +1,136 @@
+"""How long a migration will take, from the throughput the engine measured on earlier runs.
+
+Every finished phase (a CLI migration's, a DAG batch's) appends one line to a throughput file
+(`$CHROMA_MIGRATE_STATS`, default ~/.cache/chroma-migrate/throughput.jsonl; shared storage
+such as EFS in a deployment, so prod's approval can show the dev run of the same collection).
+Work is counted in record-dimensions (records × vector dimension): copying, reading and
+indexing a record all grow with its vector. An estimate takes, per phase, the median rate of
+the last runs of the same phase; until a phase has been measured it uses a conservative
+default below what DESIGN.md measured on 2 cores, so a first estimate errs long, not short.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import statistics
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATS_ENV = "CHROMA_MIGRATE_STATS"
+RECENT = 10  # runs of a phase the median is taken over
+OVERHEAD_S = 2.0  # per phase: child processes start, files open
+MIN_SECONDS = 0.5  # shorter phases say little about a rate
+
+# Record-dimensions per second, well below what DESIGN.md measured at dim 384 on 2 cores
+# (add() about 1,100 records/s; a native read about 33,000; an open of a copy well under a second).
+DEFAULT_RATES = {
+    "upgrade: copy": 10_000_000.0,
+    "upgrade: open with target": 5_000_000.0,
+    "rebuild: export": 4_000_000.0,
+    "rebuild: load": 300_000.0,
+    "verify": 3_000_000.0,
+    "readers": 5_000_000.0,
+}
+PHASES_OF = {
+    "upgrade": ("upgrade: copy", "upgrade: open with target", "verify"),
+    "noop": ("upgrade: copy", "upgrade: open with target", "verify"),
+    "rebuild": ("rebuild: export", "rebuild: load", "verify"),
+}
+
+
+def stats_file() -> Path:
+    return Path(os.environ.get(STATS_ENV) or Path.home() / ".cache" / "chroma-migrate" / "throughput.jsonl")
+
+
+def work_units(records: Mapping[str, int], dimensions: Mapping[str, int | None]) -> int:
+    """Record-dimensions of the collections (a collection without vectors counts its records)."""
+    return sum(count * max(dimensions.get(name) or 1, 1) for name, count in records.items())
+
+
+@dataclass(frozen=True)
+class PhaseMeasure:
+    """One measured phase (or one DAG batch of it)."""
+
+    phase: str
+    units: int
+    seconds: float
+    strategy: str = ""
+    collection: str = ""
+    env: str = ""
+    run_key: str = ""
+    at: float = field(default_factory=time.time)
+
+
+def record(measures: Iterable[PhaseMeasure], path: Path | None = None) -> None:
+    """Append the measures; a lock keeps concurrent writers' lines whole (EFS included)."""
+    lines = "".join(json.dumps(asdict(m)) + "\n" for m in measures if m.phase in DEFAULT_RATES)
+    if not lines:
+        return
+    path = path or stats_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.write(lines)
+    except OSError:  # an estimate is advice: a read-only home must not fail a migration
+        return
+
+
+def _measures(path: Path) -> list[PhaseMeasure]:
+    if not path.is_file():
+        return []
+    found = []
+    for line in path.read_text().splitlines():
+        try:
+            found.append(PhaseMeasure(**json.loads(line)))
+        except (ValueError, TypeError):
+            continue  # a line from another format or cut short: skip it, it is only advice
+    return found
+
+
+def rate_of(phase: str, measures: list[PhaseMeasure]) -> tuple[float, int]:
+    """(record-dimensions per second, runs it is the median of); the default when none measured."""
+    rates = [m.units / max(m.seconds - OVERHEAD_S, MIN_SECONDS) for m in measures
+             if m.phase == phase and m.units > 0 and m.seconds >= MIN_SECONDS]
+    recent = rates[-RECENT:]
+    return (statistics.median(recent), len(recent)) if recent else (DEFAULT_RATES[phase], 0)
+
+
+def estimate(strategy: str, units: int, path: Path | None = None) -> dict[str, Any]:
+    """Seconds per phase of a `strategy` run over `units` record-dimensions, and what each rests on."""
+    measures = _measures(path or stats_file())
+    phases = []
+    for phase in PHASES_OF.get(strategy, ()):
+        rate, runs = rate_of(phase, measures)
+        phases.append({"phase": phase, "seconds": round(OVERHEAD_S + units / rate, 1),
+                       "basis": f"median of {runs} measured" if runs else "conservative default"})
+    return {"strategy": strategy, "units": units, "phases": phases,
+            "total_seconds": round(sum(p["seconds"] for p in phases), 1)}
+
+
+def last_run(collection: str, env: str, path: Path | None = None) -> dict[str, Any] | None:
+    """The newest measured run of `collection` in `env` (a DAG run): its phases' actual seconds."""
+    measures = [m for m in _measures(path or stats_file()) if m.collection == collection and m.env == env]
+    if not measures:
+        return None
+    run_key = measures[-1].run_key
+    totals: dict[str, float] = {}
+    for m in measures:
+        if m.run_key == run_key:
+            totals[m.phase] = round(totals.get(m.phase, 0.0) + m.seconds, 1)
+    return {"run_key": run_key, "env": env, "phases": totals}
+
+
+def render_estimate(found: Mapping[str, Any]) -> str:
+    parts = ", ".join(f"{p['phase']} {_duration(p['seconds'])}" for p in found["phases"])
+    bases = {p["basis"] for p in found["phases"]}
+    return f"estimated {_duration(found['total_seconds'])} ({parts}; {', '.join(sorted(bases))})"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
