@@ -209,6 +209,7 @@ def test_dag_test_runs_setup_work_teardown_and_reads_states_back(airflow_env):
     assert result.run_id and result.run_id.startswith("manual__")
 
 
+@pytest.mark.slow  # the harness's own spike test
 def test_failed_task_still_runs_teardown_and_fails_the_run(airflow_env):
     logical_date = "2024-06-01T00:00:00+00:00"  # rerunning the same logical date replaces the earlier run
     result = timed("dags test spike_failure", run_dag_test(airflow_env, "spike_failure", None, logical_date, 240))

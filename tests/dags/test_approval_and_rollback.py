@@ -36,6 +36,7 @@ def test_prod_run_waits_for_approval_and_publishes_when_approved(system, server)
     assert system.lock_item("words", "prod") is None
 
 
+@pytest.mark.slow  # the live test rejects a prod run the same way in every run
 def test_prod_run_rejected_changes_nothing_and_releases_the_lock(system, server):
     system.seed("lines", env="prod")
     result, answers = run_dag_test_with_hitl(system.env, server.base_url, "chroma_migration__lines", ["Reject"],

@@ -30,7 +30,7 @@ PAIRS = [
     ("1.0.20", "1.5.9", "rebuild", True, True),
     pytest.param("1.5.9", "1.5.9", "rebuild", True, True, marks=pytest.mark.slow),  # 18 s each, CI's budget
     pytest.param("1.5.9", "1.0.20", "auto", True, True, marks=pytest.mark.slow),
-    ("1.3.7", "0.6.3", "auto", False, True),
+    pytest.param("1.3.7", "0.6.3", "auto", False, True, marks=pytest.mark.slow),  # test_migrate downgrades it
     pytest.param("1.0.20", "0.5.23", "auto", False, True, marks=pytest.mark.slow),
     pytest.param("0.5.23", "0.4.24", "auto", False, False, marks=pytest.mark.slow),
     ("0.4.24", "1.5.9", "rebuild", False, False),
