@@ -23,19 +23,25 @@ from typing import Any
 
 STATS_ENV = "CHROMA_MIGRATE_STATS"
 RECENT = 10  # runs of a phase the median is taken over
-OVERHEAD_S = 2.0  # per phase: child processes start, files open
-MIN_SECONDS = 0.5  # shorter phases say little about a rate
+MIN_SECONDS = 0.05
+# Runs smaller than this (50,000 × 384 is 19.2 million) are mostly process start-up and say
+# nothing about a rate; a test suite's small databases must not skew the estimate of a real one.
+MIN_UNITS = 1_000_000
 
-# Record-dimensions per second, well below what DESIGN.md measured at dim 384 on 2 cores
-# (add() about 1,100 records/s; a native read about 33,000; an open of a copy well under a second).
+# Record-dimensions per second, somewhat below what `make bench` measured at 50,000 × 384 on
+# 2 cores (copy 270 M, open 6 M, export 6 M, load 290 k, verify 4–7 M), so that an estimate
+# that has no measurement yet errs long; and seconds each phase costs whatever its size
+# (child processes start, files open).
 DEFAULT_RATES = {
-    "upgrade: copy": 10_000_000.0,
-    "upgrade: open with target": 5_000_000.0,
-    "rebuild: export": 4_000_000.0,
-    "rebuild: load": 300_000.0,
-    "verify": 3_000_000.0,
+    "upgrade: copy": 50_000_000.0,
+    "upgrade: open with target": 10_000_000.0,
+    "rebuild: export": 8_000_000.0,
+    "rebuild: load": 250_000.0,
+    "verify": 6_000_000.0,
     "readers": 5_000_000.0,
 }
+OVERHEAD_S = {"upgrade: copy": 0.2, "upgrade: open with target": 1.5, "rebuild: export": 1.0, "rebuild: load": 1.5,
+              "verify": 1.0, "readers": 2.0}
 PHASES_OF = {
     "upgrade": ("upgrade: copy", "upgrade: open with target", "verify"),
     "noop": ("upgrade: copy", "upgrade: open with target", "verify"),
@@ -95,8 +101,8 @@ def _measures(path: Path) -> list[PhaseMeasure]:
 
 def rate_of(phase: str, measures: list[PhaseMeasure]) -> tuple[float, int]:
     """(record-dimensions per second, runs it is the median of); the default when none measured."""
-    rates = [m.units / max(m.seconds - OVERHEAD_S, MIN_SECONDS) for m in measures
-             if m.phase == phase and m.units > 0 and m.seconds >= MIN_SECONDS]
+    rates = [m.units / max(m.seconds - OVERHEAD_S[phase], MIN_SECONDS) for m in measures
+             if m.phase == phase and m.units >= MIN_UNITS and m.seconds >= MIN_SECONDS]
     recent = rates[-RECENT:]
     return (statistics.median(recent), len(recent)) if recent else (DEFAULT_RATES[phase], 0)
 
@@ -107,7 +113,7 @@ def estimate(strategy: str, units: int, path: Path | None = None) -> dict[str, A
     phases = []
     for phase in PHASES_OF.get(strategy, ()):
         rate, runs = rate_of(phase, measures)
-        phases.append({"phase": phase, "seconds": round(OVERHEAD_S + units / rate, 1),
+        phases.append({"phase": phase, "seconds": round(OVERHEAD_S[phase] + units / rate, 1),
                        "basis": f"median of {runs} measured" if runs else "conservative default"})
     return {"strategy": strategy, "units": units, "phases": phases,
             "total_seconds": round(sum(p["seconds"] for p in phases), 1)}

@@ -139,7 +139,9 @@ def migrate(request: MigrationRequest, log=print, display: PhaseDisplay | None =
     background = ThreadPoolExecutor(max_workers=1)  # the source version's fresh database, during the target's work
     state = MigrationState(request, target, info, stage, names, PhaseLog(log, display=display), background)
     units = work_units({n: info.collection(n).records for n in names}, {n: info.collection(n).dimension for n in names})
-    expected = estimate(str(choose_strategy(info, target, Strategy(request.strategy)).first), units)
+    # The likely first strategy, without the native read-back a noop decision makes (done once, below).
+    likely = choose_strategy(info, target, Strategy(request.strategy), reads_whole=(True, "")).first
+    expected = estimate(str(likely), units)
     log(render_estimate(expected))
     stage.mkdir()
     try:

@@ -14,6 +14,7 @@ import pytest
 
 from chroma_migrate.estimate import (
     DEFAULT_RATES,
+    MIN_UNITS,
     OVERHEAD_S,
     STATS_ENV,
     PhaseMeasure,
@@ -35,20 +36,23 @@ def test_without_measurements_the_defaults_apply(tmp_path):
     assert [p["phase"] for p in found["phases"]] == ["rebuild: export", "rebuild: load", "verify"]
     load = found["phases"][1]
     assert load["basis"] == "conservative default"
-    assert load["seconds"] == pytest.approx(OVERHEAD_S + 50_000 * 384 / DEFAULT_RATES["rebuild: load"], abs=0.1)
+    assert load["seconds"] == pytest.approx(OVERHEAD_S["rebuild: load"] + 50_000 * 384 / DEFAULT_RATES["rebuild: load"],
+                                            abs=0.1)
 
 
 def test_measured_rates_replace_the_defaults_by_their_median(tmp_path):
     stats = tmp_path / "throughput.jsonl"
     units = 1_000_000
-    record([PhaseMeasure("rebuild: load", units, OVERHEAD_S + seconds) for seconds in (1.0, 2.0, 10.0)], stats)
+    overhead = OVERHEAD_S["rebuild: load"]
+    record([PhaseMeasure("rebuild: load", units, overhead + seconds) for seconds in (1.0, 2.0, 10.0)], stats)
+    record([PhaseMeasure("rebuild: load", MIN_UNITS - 1, 500.0)], stats)  # too small to say anything: ignored
     record([PhaseMeasure("a phase nobody estimates", units, 5.0)], stats)  # not kept
     stats.write_text(stats.read_text() + "not json\n")  # a damaged line is skipped, not fatal
     found = estimate("rebuild", 2 * units, stats)
     load = next(p for p in found["phases"] if p["phase"] == "rebuild: load")
     assert load["basis"] == "median of 3 measured"
-    assert load["seconds"] == pytest.approx(OVERHEAD_S + 2 * 2.0, abs=0.1)  # median rate: units per 2 s
-    assert len(stats.read_text().splitlines()) == 4
+    assert load["seconds"] == pytest.approx(overhead + 2 * 2.0, abs=0.1)  # median rate: units per 2 s
+    assert len(stats.read_text().splitlines()) == 5
 
 
 def test_the_last_run_of_a_collection_in_an_environment(tmp_path):
