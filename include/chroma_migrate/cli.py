@@ -128,9 +128,16 @@ def _run_migration(request: MigrationRequest, args: argparse.Namespace) -> dict[
 
 
 def _source(args: argparse.Namespace, attribute: str = "path") -> tuple[Path, RemoteSnapshot | None]:
-    """PATH, an s3:// version prefix, or --env/--collection's live snapshot, as a local folder."""
-    return local_source(getattr(args, attribute), env=args.env, collection=args.collection,
-                        config_path=args.config, log=_log(args))
+    """PATH, an s3:// version prefix, or --env/--collection's live snapshot, as a local folder
+    (on a terminal, with a progress bar while it downloads)."""
+    text = getattr(args, attribute)
+    if args.json or not sys.stderr.isatty() or not (args.env or is_s3_url(text)):
+        return local_source(text, env=args.env, collection=args.collection, config_path=args.config, log=_log(args))
+    from chroma_migrate.progress_bars import PhaseBars  # rich, only when there is a terminal to draw on
+
+    with PhaseBars() as bars:
+        return local_source(text, env=args.env, collection=args.collection, config_path=args.config, log=bars.log,
+                            display=bars)
 
 
 def _with_origin(document: dict[str, Any], snapshot: RemoteSnapshot | None) -> dict[str, Any]:

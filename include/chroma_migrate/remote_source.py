@@ -23,6 +23,7 @@ from typing import Any
 from chroma_migrate.configuration import load_config
 from chroma_migrate.errors import MigrationError
 from chroma_migrate.native import check_integrity
+from chroma_migrate.progress import PhaseDisplay
 from chroma_migrate.snapshots.layout import SnapshotLayout, new_version_id, validate_version_id
 from chroma_migrate.snapshots.manifest import check_directory, read_manifest_file
 from chroma_migrate.snapshots.s3_store import S3SnapshotStore
@@ -110,8 +111,9 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "chroma-migrate") / "snapshots"
 
 
-def cached_copy(snapshot: RemoteSnapshot, log: Any = print) -> Path:
-    """The version's database, downloaded once into the cache and checked on every use."""
+def cached_copy(snapshot: RemoteSnapshot, log: Any = print, display: PhaseDisplay | None = None) -> Path:
+    """The version's database, downloaded once into the cache and checked on every use; `display`
+    (the CLI's bars on a terminal) shows the download's bytes."""
     key = hashlib.sha256(f"{snapshot.store.bucket}/{snapshot.prefix}".encode()).hexdigest()[:12]
     folder = cache_root() / snapshot.store.bucket / f"{snapshot.version_id}-{key}"
     database = folder / "db"
@@ -123,7 +125,14 @@ def cached_copy(snapshot: RemoteSnapshot, log: Any = print) -> Path:
     shutil.rmtree(database, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     log(f"downloading {snapshot.url} to {database}")
-    snapshot.store.download(snapshot.version_id, partial)  # checks every file against the manifest
+    if display is not None:
+        display.start("download", sum(snapshot.store.list_objects(snapshot.prefix).values()), "bytes")
+    try:
+        snapshot.store.download(snapshot.version_id, partial,  # checks every file against the manifest
+                                progress=display.advance if display is not None else None)
+    finally:
+        if display is not None:
+            display.finish()
     check_integrity(partial)
     partial.rename(database)
     return database
@@ -139,7 +148,8 @@ def _still_matches(snapshot: RemoteSnapshot, database: Path) -> bool:
 
 
 def local_source(text: str | None, *, env: str | None, collection: str | None, client_factory: Any = s3_client,
-                 config_path: Path | None = None, log: Any = print) -> tuple[Path, RemoteSnapshot | None]:
+                 config_path: Path | None = None, log: Any = print,
+                 display: PhaseDisplay | None = None) -> tuple[Path, RemoteSnapshot | None]:
     """A CLI source as a local database folder: a path as given, an `s3://` prefix or the live
     snapshot of `--env/--collection`, downloaded into the cache; and the snapshot it came from."""
     if env or collection:
@@ -147,12 +157,12 @@ def local_source(text: str | None, *, env: str | None, collection: str | None, c
             raise MigrationError("--env and --collection go together, and replace PATH.",
                                  "Pass either PATH (a folder or s3://...) or both --env ENV and --collection NAME.")
         snapshot = live_snapshot(env, collection, client_factory(), config_path)
-        return cached_copy(snapshot, log), snapshot
+        return cached_copy(snapshot, log, display), snapshot
     if text is None:
         raise MigrationError("No source given.", "Pass PATH (a folder or s3://...), or --env ENV --collection NAME.")
     if is_s3_url(text):
         snapshot = snapshot_at(text, client_factory())
-        return cached_copy(snapshot, log), snapshot
+        return cached_copy(snapshot, log, display), snapshot
     return Path(text), None
 
 

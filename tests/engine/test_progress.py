@@ -3,17 +3,11 @@ the DAG tasks' steady progress lines."""
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
-import os
-import pty
 import re
-import struct
 import subprocess
 import sys
-import termios
-import threading
 import time
 from pathlib import Path
 
@@ -26,7 +20,8 @@ from chroma_migrate.pipeline import export_size
 from chroma_migrate.progress import ProgressFileReader, report_progress, steady_log, watched_progress_file
 from chroma_migrate.progress_bars import PhaseBars
 from chroma_migrate_testkit.fixtures import receipt_spec
-from tests.conftest import CLI, REPO, run_cli
+from tests.conftest import run_cli
+from tests.engine.terminal import run_on_terminal
 
 SPEC = receipt_spec(records=200, big_dim=None)
 SOURCE_VERSION = "1.0.20"
@@ -39,44 +34,11 @@ def _migrate_args(source: Path, out: Path, *extra: str) -> list[str]:
             *extra]
 
 
-def _run_on_terminal(args: list[str], stdout_to_terminal: bool) -> tuple[str, str, int]:
-    """Run the CLI with stderr (and stdout, if asked) on a pseudo-terminal 120 columns wide;
-    returns (what the terminal showed, what a stdout pipe got, exit code)."""
-    controller, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = {**os.environ, "TERM": "xterm-256color"}
-    env.pop("NO_COLOR", None)
-    process = subprocess.Popen([*CLI, *args], cwd=REPO, env=env, stdin=subprocess.DEVNULL, stderr=terminal,
-                               stdout=terminal if stdout_to_terminal else subprocess.PIPE)
-    os.close(terminal)
-    shown = bytearray()
-    reader = threading.Thread(target=lambda: shown.extend(_drain(controller)), daemon=True)
-    reader.start()
-    piped = process.stdout.read().decode() if process.stdout else ""
-    code = process.wait(timeout=120)
-    reader.join(timeout=10)
-    os.close(controller)
-    return shown.decode(errors="replace"), piped, code
-
-
-def _drain(controller: int) -> bytes:
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:  # EIO: every writer of the terminal has closed it
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @pytest.mark.integration
 def test_terminal_shows_a_bar_per_phase_and_then_the_result(copy_of, tmp_path):
     source = copy_of(SOURCE_VERSION, SPEC)
     total = sum(c.records for c in describe_database(source).collections)
-    shown, _, code = _run_on_terminal(_migrate_args(source, tmp_path / "out"), stdout_to_terminal=True)
+    shown, _, code = run_on_terminal(_migrate_args(source, tmp_path / "out"), stdout_to_terminal=True)
     assert code == 0, shown
     assert "\x1b[" in shown  # drawn, not printed
     text = ANSI.sub("", shown).replace("\r", "\n")
@@ -90,7 +52,7 @@ def test_terminal_shows_a_bar_per_phase_and_then_the_result(copy_of, tmp_path):
 @pytest.mark.integration
 def test_json_on_a_terminal_is_one_document_and_no_bars(copy_of, tmp_path):
     source = copy_of(SOURCE_VERSION, SPEC)
-    shown, piped, code = _run_on_terminal(_migrate_args(source, tmp_path / "out", "--json"),
+    shown, piped, code = run_on_terminal(_migrate_args(source, tmp_path / "out", "--json"),
                                           stdout_to_terminal=False)
     assert code == 0, shown + piped
     document = json.loads(piped)  # exactly one document: json.loads refuses anything after it

@@ -13,12 +13,14 @@ import os
 import subprocess
 
 import pytest
+from rich import filesize
 
 from chroma_migrate.snapshots.layout import SnapshotLayout
 from chroma_migrate.snapshots.s3_store import S3SnapshotStore
 from chroma_migrate_testkit.fixtures import receipt_spec
 from chroma_migrate_testkit.standins import CREDENTIALS, REGION, seed_snapshot
 from tests.conftest import CLI, REPO, database_copy
+from tests.engine.terminal import run_on_terminal
 
 pytestmark = pytest.mark.integration
 
@@ -110,3 +112,13 @@ def test_bad_sources_are_refused_before_any_download(snapshots, args, named):
     _store, env = snapshots
     result = cli(env, *args, "--json")
     assert result.returncode == 2 and named in json.loads(result.stdout)["error"]
+
+
+def test_a_download_on_a_terminal_shows_its_bar(snapshots):
+    store, env = snapshots
+    shown, _piped, code = run_on_terminal(["inspect", f"s3://{store.bucket}/{PREFIX}"], stdout_to_terminal=True,
+                                          env=env)
+    assert code == 0, shown
+    total = sum(store.list_objects(PREFIX).values())
+    assert f"{filesize.decimal(total)}/{filesize.decimal(total)}" in shown  # the download bar, full
+    assert "written by chromadb 1.0.20" in shown

@@ -249,16 +249,19 @@ class S3SnapshotStore:
 
     # -- transfers -------------------------------------------------------------------------------
 
-    def download(self, version_id: str, destination: Path) -> dict | None:
+    def download(self, version_id: str, destination: Path,
+                 progress: Callable[[int], None] | None = None) -> dict | None:
         """Download every object of the version into `destination` and check it against its manifest.
 
         Returns the manifest (also written as destination/manifest.json), or None for a legacy
         snapshot without one. `destination` must be missing or empty; on a mismatch it is left as
-        is for inspection and the error names every bad file.
+        is for inspection and the error names every bad file. `progress` hears of the bytes
+        transferred (from the transfer's threads).
         """
-        return self.download_prefix(self.layout.version_prefix(version_id), version_id, destination)
+        return self.download_prefix(self.layout.version_prefix(version_id), version_id, destination, progress)
 
-    def download_prefix(self, prefix: str, version_id: str, destination: Path) -> dict | None:
+    def download_prefix(self, prefix: str, version_id: str, destination: Path,
+                        progress: Callable[[int], None] | None = None) -> dict | None:
         """`download` from any prefix holding a copy of `version_id` (a backup): the same checks, and
         the integrity error carries the key of every bad object."""
         destination = Path(destination)
@@ -278,7 +281,7 @@ class S3SnapshotStore:
                 continue
             target = destination / safe_relative_path(relative, self.url(key))
             target.parent.mkdir(parents=True, exist_ok=True)
-            self.client.download_file(self.bucket, key, str(target))
+            self.client.download_file(self.bucket, key, str(target), Callback=progress)
         manifest_path = destination / MANIFEST_NAME
         if not manifest_path.is_file():
             return None
