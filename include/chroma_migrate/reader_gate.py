@@ -56,11 +56,11 @@ class ExpectedCollection:
     vectors: np.ndarray = field(repr=False)  # the stored vectors of query_ids, in that order
 
 
-def _evenly_spaced(ids: list[str], size: int) -> list[int]:
-    """Positions of `size` ids spread over the whole (sorted) id list, first and last included."""
-    if not ids or size <= 0:
-        return []
-    return sorted({int(p) for p in np.linspace(0, len(ids) - 1, num=min(size, len(ids)))})
+def _evenly_spaced(count: int, size: int) -> set[int]:
+    """Positions of `size` ids spread over `count` sorted ids, first and last included."""
+    if count <= 0 or size <= 0:
+        return set()
+    return {int(p) for p in np.linspace(0, count - 1, num=min(size, count))}
 
 
 def _list_valued_ids(db: Path, collection: NativeCollection) -> set[str]:
@@ -76,22 +76,31 @@ def _list_valued_ids(db: Path, collection: NativeCollection) -> set[str]:
         return {row[0] for row in rows}
 
 
-def _sample_positions(ids: list[str], sample_size: int, must_have: set[str]) -> list[int]:
-    """Evenly spaced positions plus those of the ids that must be in the sample (if still live)."""
-    wanted = set(_evenly_spaced(ids, sample_size))
-    if must_have:
-        wanted |= {position for position, record_id in enumerate(ids) if record_id in must_have}
-    return sorted(wanted)
+def _sample_ranges(collection: NativeCollection, sample_size: int, must_have: set[str]) -> list[tuple[str, str | None]]:
+    """One-id ranges [id, next id) of the evenly spaced ids and of those that must be in the sample.
+
+    The ids are streamed twice (count, then pick) so memory stays bounded by the sample, never
+    by the collection."""
+    wanted = _evenly_spaced(sum(1 for _ in collection.ids()), sample_size)
+    ranges: list[tuple[str, str | None]] = []
+    pending: str | None = None
+    for position, record_id in enumerate(collection.ids()):
+        if pending is not None:
+            ranges.append((pending, record_id))
+            pending = None
+        if position in wanted or record_id in must_have:
+            pending = record_id
+    if pending is not None:
+        ranges.append((pending, None))
+    return ranges
 
 
 def _sampled_records(db: Path, collection: NativeCollection,
                      sample_size: int) -> tuple[dict[str, str], dict[str, np.ndarray]]:
-    """Digest and stored vector of each sampled record, each read as the one-id range [id, next id)."""
-    ids = list(collection.ids())
+    """Digest and stored vector of each sampled record, each read as its one-id range."""
     digests, vectors = {}, {}
-    for position in _sample_positions(ids, sample_size, _list_valued_ids(db, collection)):
-        high = ids[position + 1] if position + 1 < len(ids) else None
-        batch = collection.read_range(ids[position], high)
+    for low, high in _sample_ranges(collection, sample_size, _list_valued_ids(db, collection)):
+        batch = collection.read_range(low, high)
         record_id = batch.ids[0]
         digests[record_id] = content_digest(batch.documents[0], metadata_from_json(batch.metadatas[0]))
         vectors[record_id] = batch.embeddings[0]
