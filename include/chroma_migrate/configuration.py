@@ -20,6 +20,7 @@ import yaml
 
 from chroma_migrate.errors import MigrationError, UnsupportedVersionError
 from chroma_migrate.runtime_resolution import check_release
+from chroma_migrate.snapshots.layout import SnapshotLayout
 from chroma_migrate.verification.behaviour import validate_sample_queries
 from chroma_migrate.versions import supported_version_names
 
@@ -64,6 +65,13 @@ class Environment:
     # Per configured snapshot, per chromadb collection in it: the operator's own queries, asked of
     # the source and of the target; every answer that changes is listed for the approver.
     sample_queries: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
+
+    def layout(self, collection: str) -> SnapshotLayout:
+        """One collection's keys and EFS paths in this environment (the DAG's hook and the CLI alike)."""
+        keys = self.key_layout
+        return SnapshotLayout(bucket=self.bucket, collection=collection, efs_root=self.efs_root,
+                              prefix_template=keys.version_prefix, pointer_template=keys.pointer,
+                              backup_template=keys.backup_prefix)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values (paths as strings): how a run carries its resolved environment in XCom."""

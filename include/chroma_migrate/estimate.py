@@ -53,9 +53,10 @@ def stats_file() -> Path:
     return Path(os.environ.get(STATS_ENV) or Path.home() / ".cache" / "chroma-migrate" / "throughput.jsonl")
 
 
-def work_units(records: Mapping[str, int], dimensions: Mapping[str, int | None]) -> int:
-    """Record-dimensions of the collections (a collection without vectors counts its records)."""
-    return sum(count * max(dimensions.get(name) or 1, 1) for name, count in records.items())
+def work_units(collections: Iterable[Any]) -> int:
+    """Record-dimensions of the collections (`records`, `dimension`; one without vectors counts
+    its records)."""
+    return sum(c.records * max(c.dimension or 1, 1) for c in collections)
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,7 @@ def migrate(request: MigrationRequest, log=print, display: PhaseDisplay | None =
     stage = out.parent / f".{out.name}.chroma-migrate-{uuid.uuid4().hex[:8]}"
     background = ThreadPoolExecutor(max_workers=1)  # the source version's fresh database, during the target's work
     state = MigrationState(request, target, info, stage, names, PhaseLog(log, display=display), background)
-    units = work_units({n: info.collection(n).records for n in names}, {n: info.collection(n).dimension for n in names})
+    units = work_units(info.collection(name) for name in names)
     # The likely first strategy, without the native read-back a noop decision makes (done once, below).
     likely = choose_strategy(info, target, Strategy(request.strategy), reads_whole=(True, "")).first
     expected = estimate(str(likely), units)

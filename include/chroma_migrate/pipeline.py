@@ -128,8 +128,7 @@ def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch
         # What each load creates in the target, decided once here instead of re-reading the source per batch.
         "target_specs": {c.name: target_collection_spec(c, target) for c in info.collections},
         "databases": info.databases,
-        "estimate": estimate(str(chosen), work_units(
-            {c.name: c.records for c in info.collections}, {c.name: c.dimension for c in info.collections})),
+        "estimate": estimate(str(chosen), work_units(info.collections)),
     }
     paths.root.mkdir(parents=True, exist_ok=True)
     temporary = paths.plan_file.with_suffix(".tmp")

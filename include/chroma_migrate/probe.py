@@ -98,7 +98,6 @@ def probe(path: Path, target_version: str, *, work_dir: Path | None = None,
     verdicts = [CollectionVerdict(c.name, "blocked" if c.name in blocked else str(strategy),
                                   blocked.get(c.name, reason)) for c in info.collections]
     overall = "blocked" if blocked else str(strategy)
-    units = work_units({c.name: c.records for c in info.collections}, {c.name: c.dimension for c in info.collections})
-    expected = None if blocked else estimate(str(strategy), units)
+    expected = None if blocked else estimate(str(strategy), work_units(info.collections))
     return ProbeResult(str(path), target.version, info.signature, info.written_by, overall,
                        "; ".join(blocked.values()) if blocked else reason, verdicts, gate, note, expected)

@@ -26,7 +26,7 @@ from chroma_migrate.native import check_integrity
 from chroma_migrate.progress import PhaseDisplay
 from chroma_migrate.snapshots.layout import SnapshotLayout, new_version_id, validate_version_id
 from chroma_migrate.snapshots.manifest import check_directory, read_manifest_file
-from chroma_migrate.snapshots.s3_store import S3SnapshotStore
+from chroma_migrate.snapshots.s3_store import STANDARD_RETRIES, S3SnapshotStore
 
 CACHE_ENV = "CHROMA_MIGRATE_CACHE"
 S3_SCHEME = "s3://"
@@ -58,8 +58,7 @@ def s3_client() -> Any:
     import boto3
     from botocore.config import Config
 
-    return boto3.session.Session().client("s3", config=Config(retries={"mode": "standard",
-                                                                       "total_max_attempts": 8}))
+    return boto3.session.Session().client("s3", config=Config(retries=dict(STANDARD_RETRIES)))
 
 
 def snapshot_at(url: str, client: Any) -> RemoteSnapshot:
@@ -97,12 +96,7 @@ def live_snapshot(env: str, collection: str, client: Any, config_path: Path | No
     if collection not in config.collections:
         raise MigrationError(f"Collection {collection!r} is not in {config.path}.",
                              f"Use one of {', '.join(config.collections)}.")
-    environment = config.environment(env)
-    keys = environment.key_layout
-    layout = SnapshotLayout(bucket=environment.bucket, collection=collection, efs_root=environment.efs_root,
-                            prefix_template=keys.version_prefix, pointer_template=keys.pointer,
-                            backup_template=keys.backup_prefix)
-    store = S3SnapshotStore(client, layout)
+    store = S3SnapshotStore(client, config.environment(env).layout(collection))
     return RemoteSnapshot(store, store.read_pointer())
 
 

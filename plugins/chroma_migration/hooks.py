@@ -16,9 +16,9 @@ from chroma_migrate.snapshots.efs_store import EfsSnapshotStore
 from chroma_migrate.snapshots.layout import SnapshotLayout
 from chroma_migrate.snapshots.ledger import BatchLedger
 from chroma_migrate.snapshots.lock import DynamoLock
-from chroma_migrate.snapshots.s3_store import S3SnapshotStore
+from chroma_migrate.snapshots.s3_store import STANDARD_RETRIES, S3SnapshotStore
 
-DEFAULT_RETRIES = {"mode": "standard", "total_max_attempts": 8}
+DEFAULT_RETRIES = STANDARD_RETRIES  # the CLI's S3 client (remote_source.py) uses the same policy
 
 
 def retry_config(connection_config: Config | None) -> Config:
@@ -77,11 +77,7 @@ class ChromaSnapshotHook(AwsBaseHook):
 
     @cached_property
     def layout(self) -> SnapshotLayout:
-        keys = self.environment.key_layout
-        return SnapshotLayout(
-            bucket=self.environment.bucket, collection=self.collection, efs_root=self.environment.efs_root,
-            prefix_template=keys.version_prefix, pointer_template=keys.pointer, backup_template=keys.backup_prefix,
-        )
+        return self.environment.layout(self.collection)
 
     @cached_property
     def s3(self) -> S3SnapshotStore:

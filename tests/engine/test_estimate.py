@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from types import SimpleNamespace
 
 import pytest
 
@@ -28,7 +29,9 @@ from tests.conftest import CLI, REPO
 
 
 def test_work_is_records_times_dimension():
-    assert work_units({"a": 10, "b": 5, "empty": 0}, {"a": 384, "b": None, "empty": 16}) == 10 * 384 + 5
+    collections = [SimpleNamespace(records=10, dimension=384), SimpleNamespace(records=5, dimension=None),
+                   SimpleNamespace(records=0, dimension=16)]
+    assert work_units(collections) == 10 * 384 + 5
 
 
 def test_without_measurements_the_defaults_apply(tmp_path):

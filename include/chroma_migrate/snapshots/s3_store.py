@@ -38,6 +38,10 @@ _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 _PRECONDITION_CODES = {"PreconditionFailed", "412"}
 
 
+# Standard-mode retries (backoff with jitter, throttling and 5xx retried), 8 attempts in all:
+# botocore's legacy default gives S3 5 attempts, which S3 SlowDown storms outlast.
+STANDARD_RETRIES = {"mode": "standard", "total_max_attempts": 8}
+
 def _error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
