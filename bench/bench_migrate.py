@@ -262,8 +262,8 @@ def measure_unavoidable(source: Path, work: Path, args: argparse.Namespace, reco
 
 
 def measure_engine(strategy: str, source: Path, work: Path, args: argparse.Namespace,
-                   records: int) -> dict[str, Any]:
-    """One migrate() call in a fresh engine process, verification included."""
+                   records: int, keep_out: bool = False) -> dict[str, Any]:
+    """One migrate() call in a fresh engine process, verification included (OUT kept with `keep_out`)."""
     out = work / f"{strategy}-out"
     request_path, answer_path = work / f"{strategy}-request.json", work / f"{strategy}-answer.json"
     request_path.write_text(json.dumps({"source": str(source), "out": str(out), "target": args.target_version,
@@ -288,7 +288,8 @@ def measure_engine(strategy: str, source: Path, work: Path, args: argparse.Names
         "out_bytes": tree_bytes(out) if out.is_dir() else None, "attempts": result.get("attempts"),
         "verification": verification, "worker_calls": answer.get("worker_calls", []),
     }
-    shutil.rmtree(out, ignore_errors=True)
+    if not keep_out:
+        shutil.rmtree(out, ignore_errors=True)
     expected = (result.get("estimate") or {}).get("total_seconds")
     if expected:  # the engine's estimate before the run (estimate.py) against what the run took
         detail["estimated_seconds"] = expected

@@ -1,7 +1,8 @@
 """`chroma-migrate`: inspect, probe, migrate and verify ChromaDB databases across versions.
 
-Exit codes: 0 success, 1 verification found a difference, 2 bad input or failure.
-Every command takes --json and then prints exactly one JSON document on stdout.
+Exit codes: 0 success, 1 verification found a difference (only that), 2 bad input or any
+failure, an unexpected one included (exit_contract.py). Every command takes --json and then
+prints exactly one JSON document on stdout, whatever happens.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from chroma_migrate.batches import EXPORTERS
-from chroma_migrate.errors import MigrationError, VerificationFailedError
+from chroma_migrate.errors import MigrationError
+from chroma_migrate.exit_contract import run_command
 from chroma_migrate.inspection import describe_database
 from chroma_migrate.migrate import DEFAULT_BATCH_SIZE, MigrationRequest, migrate
 from chroma_migrate.probe import probe
@@ -35,6 +37,19 @@ def _collections(text: str | None) -> list[str] | None:
     return [name.strip() for name in text.split(",") if name.strip()] if text else None
 
 
+class _UsageError(Exception):
+    """A command line argparse refuses: exit 2 as argparse does, but as one JSON document under --json."""
+
+    def __init__(self, usage: str, message: str) -> None:
+        super().__init__(message)
+        self.usage, self.message = usage, message
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        raise _UsageError(self.format_usage(), message)
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
@@ -48,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     remote.add_argument("--collection", help="the configured collection (snapshot) whose live pointer to follow")
     remote.add_argument("--config", type=Path, help="the configuration file (default: $CHROMA_MIGRATION_CONFIG, "
                                                     "else include/config/chroma_migration.yaml)")
-    parser = argparse.ArgumentParser(prog="chroma-migrate", description=__doc__,
+    parser = _Parser(prog="chroma-migrate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -235,25 +250,30 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], tuple[dict[str, Any], str, in
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    as_json = getattr(args, "json", False)
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        document, text, code = HANDLERS[args.command](args)
-    except VerificationFailedError as exc:
-        document = {"error": exc.problem, "fix": exc.fix, "verification": exc.report}
-        text = f"error: {exc.problem}\n{report.render_verification(exc.report)}\n{exc.fix}"
-        code = exc.exit_code
-    except MigrationError as exc:
-        document, text, code = exc.to_dict(), f"error: {exc.problem}\nfix: {exc.fix}", exc.exit_code
-    except OSError as exc:
-        problem = f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc)
-        fix = "Check the path, its permissions and the free disk space; the source was not modified."
-        document, text, code = {"error": problem, "fix": fix}, f"error: {problem}\nfix: {fix}", 2
+        args = _parser().parse_args(argv)
+    except _UsageError as exc:
+        return _usage_error(exc, "--json" in argv)
+    as_json = getattr(args, "json", False)
+    command = " ".join(c for c in (args.command, getattr(args, f"{args.command}_command", None)) if c)
+    inputs = [getattr(args, name, None) for name in ("path", "source", "target")]
+    document, text, code = run_command(command, inputs, lambda: HANDLERS[args.command](args),
+                                       report.render_verification)
     if as_json:
         print(json.dumps(document, indent=2, default=str))
     else:
         print(text, file=sys.stdout if code == 0 else sys.stderr)
     return code
+
+
+def _usage_error(exc: _UsageError, as_json: bool) -> int:
+    fix = "Run chroma-migrate --help (or COMMAND --help) for the arguments it takes."
+    if as_json:
+        print(json.dumps({"error": exc.message, "fix": fix, "kind": "usage"}, indent=2))
+    else:
+        print(f"{exc.usage}chroma-migrate: error: {exc.message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

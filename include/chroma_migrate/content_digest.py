@@ -47,3 +47,26 @@ def content_digest(document: str | None, metadata: dict[str, Any] | None) -> str
 def metadata_from_json(text: str | None) -> dict[str, Any] | None:
     """The native reader's canonical metadata JSON back as a dict (None stays None)."""
     return None if text is None else json.loads(text)
+
+
+class CollectionFingerprint:
+    """The set of a collection's (id, document, metadata) as one value, in any reading order.
+
+    A sum modulo 2**128 of each record's keyed digest: the engine adds what the native reader
+    wrote, a runtime adds what its own get() returns, and the two must be equal.
+    """
+
+    MODULUS = 1 << 128
+
+    def __init__(self) -> None:
+        self.total, self.records = 0, 0
+
+    def add(self, record_id: str, document: str | None, metadata: dict[str, Any] | None) -> None:
+        hasher = hashlib.blake2b(digest_size=16)
+        key = record_id.encode()
+        hasher.update(len(key).to_bytes(8, "little") + key + content_digest(document, metadata).encode())
+        self.total = (self.total + int.from_bytes(hasher.digest(), "little")) % self.MODULUS
+        self.records += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"digest": f"{self.total:032x}", "records": self.records}

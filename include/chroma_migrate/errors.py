@@ -7,14 +7,24 @@ class MigrationError(Exception):
     """Bad input or a failed step (exit 2). Nothing live was modified when this is raised."""
 
     exit_code = 2
+    kind: str | None = None  # what is wrong, as a stable code (the native reader's kinds), when known
+    file: str | None = None  # the file it is wrong in, when one is
 
     def __init__(self, problem: str, fix: str = "") -> None:
         self.problem = problem
         self.fix = fix
         super().__init__(f"{problem} {fix}".strip())
 
+    def tagged(self, kind: str, file: object) -> MigrationError:
+        """The same error, naming its kind and file in `to_dict` (for errors raised outside the native reader)."""
+        self.kind, self.file = kind, str(file)
+        return self
+
     def to_dict(self) -> dict[str, str]:
-        return {"error": self.problem, "fix": self.fix}
+        found = {"error": self.problem, "fix": self.fix}
+        if self.kind and self.file:
+            found.update(kind=self.kind, file=self.file)
+        return found
 
 
 class UnsupportedVersionError(MigrationError):
@@ -48,3 +58,8 @@ class VerificationFailedError(MigrationError):
     def __init__(self, problem: str, report: dict) -> None:
         super().__init__(problem, "Nothing was written to OUT; inspect the report for what differs.")
         self.report = report
+
+
+class TransplantFailedError(MigrationError):
+    """The native writer's result was refused by its own proof (the target's chromadb reading it back)
+    or the writer could not finish; `auto` and a requested transplant then rebuild through chromadb."""

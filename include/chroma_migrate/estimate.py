@@ -37,15 +37,17 @@ DEFAULT_RATES = {
     "upgrade: open with target": 10_000_000.0,
     "rebuild: export": 8_000_000.0,
     "rebuild: load": 250_000.0,
+    "transplant: write": 3_000_000.0,
     "verify": 6_000_000.0,
     "readers": 5_000_000.0,
 }
 OVERHEAD_S = {"upgrade: copy": 0.2, "upgrade: open with target": 1.5, "rebuild: export": 1.0, "rebuild: load": 1.5,
-              "verify": 1.0, "readers": 2.0}
+              "transplant: write": 4.0, "verify": 1.0, "readers": 2.0}
 PHASES_OF = {
     "upgrade": ("upgrade: copy", "upgrade: open with target", "verify"),
     "noop": ("upgrade: copy", "upgrade: open with target", "verify"),
     "rebuild": ("rebuild: export", "rebuild: load", "verify"),
+    "transplant": ("transplant: write", "verify"),  # the target's proof runs beside verification
 }
 
 

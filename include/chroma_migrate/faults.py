@@ -33,6 +33,7 @@ FAULT_POINTS = {
     "export_batch_written": "after export batch `index` wrote its files, before the ledger records it",
     "load_batch": "when load batch `index` starts",
     "rebuild_exported": "in `chroma-migrate migrate`, after the rebuild's export wrote its files, before the load",
+    "transplant_written": "after the transplant wrote the new database, before the target version reads it back",
     "load_batch_written": "after load batch `index` wrote into the new database, before the ledger records it",
     "upload_object": "after `index` objects of the new snapshot were uploaded (its manifest not yet)",
     "s3_pointer_put": "after the S3 pointer was checked, right before the lock check and the conditional PUT",

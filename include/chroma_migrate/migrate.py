@@ -20,6 +20,7 @@ from chroma_migrate.batches import EXPORTERS, CollectionPlan, QuerySet, export_c
 from chroma_migrate.collection_spec import refuse_unrepresentable, target_collection_spec
 from chroma_migrate.errors import (
     MigrationError,
+    TransplantFailedError,
     VerificationFailedError,
     WorkerFailedError,
 )
@@ -35,7 +36,15 @@ from chroma_migrate.strategy import Strategy, choose_strategy, fallback_reason, 
 from chroma_migrate.target_collections import create_target_collections
 from chroma_migrate.verification.behaviour import check_sample_collections, validate_sample_queries
 from chroma_migrate.verification.text_sample import TextAnswers, start_text_answers
-from chroma_migrate.verification.verify import VerifyRequest, pick_queries, query_jobs, query_sets_for, verify_databases
+from chroma_migrate.verification.verify import (
+    SourceSide,
+    VerifyRequest,
+    pick_queries,
+    query_jobs,
+    query_sets_for,
+    read_source_side,
+    verify_databases,
+)
 from chroma_migrate.versions import ChromaVersion
 from chroma_migrate.worker_client import run_worker
 
@@ -59,6 +68,9 @@ class MigrationRequest:
     readers: dict[str, str] = field(default_factory=dict)
     # The operator's own queries per collection, compared across the versions (verification/behaviour.py).
     sample_queries: dict[str, list[dict]] | None = None
+    # Whether a failed strategy falls back to the next one (strategy.py). The DAG's plan step tries
+    # only the first and runs a rebuild as mapped batches itself.
+    fall_back: bool = True
 
     def __post_init__(self) -> None:
         """Malformed sample queries are refused here, before any work."""
@@ -175,16 +187,18 @@ def _run_strategies(state: MigrationState, log) -> dict[str, Any]:
     requested = Strategy(state.request.strategy)
     choice = choose_strategy(info, target, requested)
     reason = choice.reason
-    for position, strategy in enumerate(choice.order):
+    order = choice.order if state.request.fall_back else [choice.first]
+    for position, strategy in enumerate(order):
         shutil.rmtree(state.target_db, ignore_errors=True)
         try:
-            verification = _rebuild(state) if strategy is Strategy.REBUILD else _upgrade(state)
-        except (WorkerFailedError, VerificationFailedError) as exc:
+            verification = STRATEGY_STEPS.get(strategy, _upgrade)(state)
+        except (WorkerFailedError, VerificationFailedError, TransplantFailedError) as exc:
             state.attempts.append(Attempt(str(strategy), "failed", exc.problem))
-            if position == len(choice.order) - 1:
+            if position == len(order) - 1:
                 raise
-            log(f"{strategy} failed ({exc.problem}); falling back to {choice.fallback}")
-            reason = fallback_reason(strategy, exc.problem)
+            following = order[position + 1]
+            log(f"{strategy} failed ({exc.problem}); falling back to {following}")
+            reason = fallback_reason(strategy, exc.problem, following)
             continue
         done = "the files were copied and verified" if strategy is Strategy.NOOP else "verified"
         state.attempts.append(Attempt(str(strategy), "verified", f"{reason}; {done}" if position == 0 else reason))
@@ -195,7 +209,8 @@ def _run_strategies(state: MigrationState, log) -> dict[str, Any]:
 def _verify(state: MigrationState, source_plans: dict[str, CollectionPlan] | None = None,
             query_sets: dict[str, QuerySet] | None = None,
             target_nearest: dict[str, list[list[str]]] | None = None,
-            plans: dict[str, CollectionPlan] | None = None, text: TextAnswers | None = None) -> dict[str, Any]:
+            plans: dict[str, CollectionPlan] | None = None, text: TextAnswers | None = None,
+            side: SourceSide | None = None) -> dict[str, Any]:
     """The native reader compares the source in place with the new database; chromadb is not started."""
     with state.phases.phase("verify", total=_records(state)):
         report = verify_databases(VerifyRequest(
@@ -203,7 +218,7 @@ def _verify(state: MigrationState, source_plans: dict[str, CollectionPlan] | Non
             target_version=state.target.version, collections=state.names, batch_size=state.request.batch_size,
             workers=state.request.workers, work_dir=state.stage, phases=state.phases,
             source_plans=source_plans, query_sets=query_sets, target_nearest=target_nearest, source_info=state.info,
-            plans=plans, text=text, sample_queries=state.request.sample_queries,
+            plans=plans, text=text, sample_queries=state.request.sample_queries, source_side=side,
         ))
     if not report["passed"]:
         raise VerificationFailedError("Verification failed: " + "; ".join(report["problems"][:5]), report)
@@ -241,17 +256,20 @@ def _upgrade(state: MigrationState) -> dict[str, Any]:
         shutil.copytree(state.info.path, state.target_db, ignore=shutil.ignore_patterns(MANIFEST_NAME),
                         copy_function=counting_copy(state.phases.progress))
     plans, query_sets, text = _recall_queries(state)
-    with state.phases.phase("upgrade: open with target"):
-        result = run_worker(state.target.version, "describe", {
-            "path": str(state.target_db), "queries": query_jobs(query_sets), **text.worker_args()})
-        text.target_answers = result.data.get("text")
-        state.phases.child_peak(result.peak_rss_bytes)
-        unselected = [c.name for c in state.info.collections if c.name not in state.names]
-        if unselected:
-            run_worker(state.target.version, "delete_collections",
-                       {"path": str(state.target_db), "names": unselected})
+    with ThreadPoolExecutor(max_workers=1) as beside:  # the source's share of verification, meanwhile
+        source_side = beside.submit(read_source_side, Path(state.info.path), state.names, query_sets)
+        with state.phases.phase("upgrade: open with target"):
+            result = run_worker(state.target.version, "describe", {
+                "path": str(state.target_db), "queries": query_jobs(query_sets), **text.worker_args()})
+            text.target_answers = result.data.get("text")
+            state.phases.child_peak(result.peak_rss_bytes)
+            unselected = [c.name for c in state.info.collections if c.name not in state.names]
+            if unselected:
+                run_worker(state.target.version, "delete_collections",
+                           {"path": str(state.target_db), "names": unselected})
+        side = source_side.result()
     return _verify(state, query_sets=query_sets, target_nearest=result.data.get("nearest", {}), plans=plans,
-                   text=text)
+                   text=text, side=side)
 
 
 def _rebuild(state: MigrationState) -> dict[str, Any]:
@@ -275,14 +293,55 @@ def _rebuild(state: MigrationState) -> dict[str, Any]:
                                       workers=state.request.workers, phases=state.phases,
                                       export_with=state.request.export_with, progress=state.phases.progress)
     fault_point("rebuild_exported")
-    with state.phases.phase("rebuild: load", total=sum(plan.exported for plan in exported.values())):
-        specs = [target_collection_spec(state.info.collection(name), state.target) for name in state.names]
-        create_target_collections(state.target.version, state.target_db, specs, state.info.databases)
-        jobs = [{"collection": spec, "files": [str(f) for f in exported[spec["name"]].files]} for spec in specs]
-        result = run_worker(state.target.version, "load", {
-            "path": str(state.target_db), "jobs": jobs, "queries": query_jobs(query_sets), **text.worker_args()},
-            progress=state.phases.progress)
-        text.target_answers = result.data.get(TEXT_KEY)
-        state.phases.child_peak(result.peak_rss_bytes)
+    with ThreadPoolExecutor(max_workers=1) as beside:  # the source's share of verification, meanwhile
+        source_side = beside.submit(read_source_side, Path(state.info.path), state.names, query_sets)
+        with state.phases.phase("rebuild: load", total=sum(plan.exported for plan in exported.values())):
+            specs = [target_collection_spec(state.info.collection(name), state.target) for name in state.names]
+            create_target_collections(state.target.version, state.target_db, specs, state.info.databases)
+            jobs = [{"collection": spec, "files": [str(f) for f in exported[spec["name"]].files]} for spec in specs]
+            result = run_worker(state.target.version, "load", {
+                "path": str(state.target_db), "jobs": jobs, "queries": query_jobs(query_sets), **text.worker_args()},
+                progress=state.phases.progress)
+            text.target_answers = result.data.get(TEXT_KEY)
+            state.phases.child_peak(result.peak_rss_bytes)
+        side = source_side.result()
     return _verify(state, query_sets=query_sets, target_nearest=result.data.get(NEAREST_KEY, {}), plans=plans,
-                   text=text)
+                   text=text, side=side)
+
+
+def _transplant(state: MigrationState) -> dict[str, Any]:
+    """The target's chromadb creates the collections with the source's ids and configuration; the
+    native writer fills them (each sound graph carried over, the others built with hnswlib) and
+    the id maps are written in the target's form. Then, side by side: the target proves it reads
+    and writes (a copy of) the result, and verification runs as for every strategy. Any failure of
+    the writer or of its proof is a TransplantFailedError, on which `auto` rebuilds through chromadb."""
+    from chroma_migrate.transplant.database_writer import write_database
+    from chroma_migrate.transplant.id_maps import write_id_maps
+    from chroma_migrate.transplant.proof import prove_transplant
+
+    state.target_db.mkdir()
+    plans, query_sets, text = _recall_queries(state)
+    try:
+        with state.phases.phase("transplant: write", total=_records(state)):
+            specs = [target_collection_spec(state.info.collection(name), state.target) for name in state.names]
+            create_target_collections(state.target.version, state.target_db, specs, state.info.databases)
+            written, id_maps = write_database(Path(state.info.path), state.target_db, state.names, state.target,
+                                              state.request.batch_size, progress=state.phases.progress)
+            write_id_maps(state.target, id_maps)
+            fault_point("transplant_written")
+    except (TransplantFailedError, WorkerFailedError):
+        raise
+    except Exception as exc:  # the native writer's own failure: reported, and `auto` rebuilds instead
+        raise TransplantFailedError(f"the native writer failed: {type(exc).__name__}: {exc}",
+                                    "The migration falls back to a rebuild through chromadb.") from exc
+    dimensions = {name: state.info.collection(name).dimension for name in state.names}
+    with ThreadPoolExecutor(max_workers=1) as proving:  # the target's own read-back beside verification
+        proof = proving.submit(prove_transplant, state.target.version, state.target_db, written, dimensions,
+                               state.stage, state.request.batch_size)
+        report = _verify(state, query_sets=query_sets, plans=plans, text=text)
+        report["transplant"] = {"collections": [item.to_report() for item in written], "proof": proof.result()}
+    return report
+
+
+STRATEGY_STEPS = {Strategy.REBUILD: _rebuild, Strategy.TRANSPLANT: _transplant, Strategy.UPGRADE: _upgrade,
+                  Strategy.NOOP: _upgrade}

@@ -21,7 +21,7 @@ from typing import Any
 from chroma_migrate.batches import Batch, CollectionPlan, export_collections, plan_collections
 from chroma_migrate.collection_spec import refuse_unrepresentable, target_collection_spec
 from chroma_migrate.dbfile import size_on_disk
-from chroma_migrate.errors import MigrationError, VerificationFailedError, WorkerFailedError
+from chroma_migrate.errors import MigrationError, TransplantFailedError, VerificationFailedError, WorkerFailedError
 from chroma_migrate.estimate import estimate, render_estimate, work_units
 from chroma_migrate.faults import fault_point
 from chroma_migrate.inspection import describe_database
@@ -33,7 +33,7 @@ from chroma_migrate.run_types import BatchJob, BatchKind, ExportOutcome, LoadOut
 from chroma_migrate.runtime_resolution import resolve_version
 from chroma_migrate.snapshots.manifest import MANIFEST_NAME
 from chroma_migrate.staging_space import cleaned_when_full
-from chroma_migrate.strategy import Strategy, choose_strategy, fallback_reason, requested_strategy
+from chroma_migrate.strategy import Strategy, StrategyChoice, choose_strategy, fallback_reason, requested_strategy
 from chroma_migrate.target_collections import create_target_collections
 from chroma_migrate.verification.report import behaviour_markdown, render_verification, self_retrieval_text
 from chroma_migrate.verification.verify import VerifyRequest, verify_databases
@@ -105,14 +105,12 @@ def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch
     refuse_unrepresentable(info.collections, target)
     requested = requested_strategy(strategy)
     choice = choose_strategy(info, target, requested)
-    chosen, reason, upgraded = choice.first, choice.reason, False
-    if chosen is Strategy.UPGRADE and choice.fallback is Strategy.REBUILD:
-        chosen, reason, upgraded = attempt_upgrade(paths, target.version, batch_size, reason, sample_queries)
+    chosen, reason, done_in_plan = choose_in_plan(paths, choice, target.version, batch_size, sample_queries)
     batches: list[BatchJob] = []
-    if chosen is Strategy.UPGRADE:
+    if chosen in (Strategy.UPGRADE, Strategy.TRANSPLANT):
         total = sum(c.records for c in info.collections)
-        batches = [{"index": 0, "kind": BatchKind.UPGRADE.value, "collection": None, "records": total,
-                    "upgraded_in_plan": upgraded}]
+        batches = [{"index": 0, "kind": BatchKind(str(chosen)).value, "collection": None, "records": total,
+                    "upgraded_in_plan": done_in_plan}]
     elif chosen is Strategy.REBUILD:
         dimensions = {c.name: c.dimension for c in info.collections}
         records = {c.name: c.records for c in info.collections}
@@ -137,22 +135,46 @@ def plan_run(paths: RunPaths, target_version: str, strategy: str = "auto", batch
     return plan
 
 
-def attempt_upgrade(paths: RunPaths, target_version: str, batch_size: int, reason: str,
-                    sample_queries: dict[str, list[dict[str, Any]]] | None = None) -> tuple[Strategy, str, bool]:
-    """`auto`'s upgrade, run by the same engine call as the CLI's (copy, the target opens it,
-    verification against the source) into the run's target folder: (strategy, reason, upgraded).
-    A copy the target cannot open or that fails verification falls back to a rebuild."""
+IN_PLAN = (Strategy.UPGRADE, Strategy.TRANSPLANT)
+
+
+def choose_in_plan(paths: RunPaths, choice: StrategyChoice, target_version: str, batch_size: int,
+                   sample_queries: dict[str, list[dict[str, Any]]] | None = None) -> tuple[Strategy, str, bool]:
+    """Run `auto`'s upgrade and any transplant in the plan step, in the order strategy.py chose, by the
+    same engine call as the CLI: (strategy, reason, done in the plan). A forced upgrade stays a batch
+    of its own; a strategy that fails gives way to the next, and a rebuild runs as mapped batches."""
+    reason = choice.reason
+    order = choice.order
+    if order == [Strategy.UPGRADE]:
+        return Strategy.UPGRADE, reason, False
+    for position, strategy in enumerate(order):
+        if strategy not in IN_PLAN:
+            return strategy, reason, False
+        problem = attempt_in_plan(paths, strategy, target_version, batch_size, sample_queries)
+        if problem is None:
+            return strategy, f"{reason}; verified", True
+        following = order[position + 1] if position + 1 < len(order) else None
+        if following is None:
+            raise TransplantFailedError(f"{strategy} failed: {problem}", "Run again with the rebuild strategy.")
+        reason = fallback_reason(strategy, problem, following)
+    raise AssertionError("unreachable: the last strategy returns")
+
+
+def attempt_in_plan(paths: RunPaths, strategy: Strategy, target_version: str, batch_size: int,
+                    sample_queries: dict[str, list[dict[str, Any]]] | None = None) -> str | None:
+    """One strategy into the run's target folder, verified against the source; the problem if it failed
+    (migrate never wrote OUT then)."""
     shutil.rmtree(paths.target, ignore_errors=True)
-    request = MigrationRequest(paths.source, paths.target, target_version, strategy="upgrade", batch_size=batch_size,
-                               sample_queries=sample_queries)
-    with cleaned_when_full("upgrading a copy of the source", paths.root, paths.target):
+    request = MigrationRequest(paths.source, paths.target, target_version, strategy=str(strategy),
+                               batch_size=batch_size, sample_queries=sample_queries, fall_back=False)
+    with cleaned_when_full(f"writing the {strategy} of the source", paths.root, paths.target):
         try:
             result = migrate(request, log=logger.info)
-        except (WorkerFailedError, VerificationFailedError) as exc:  # migrate never wrote OUT then
-            return Strategy.REBUILD, fallback_reason(Strategy.UPGRADE, exc.problem), False
+        except (WorkerFailedError, VerificationFailedError, TransplantFailedError) as exc:
+            return exc.problem
     paths.plan_verification.write_text(json.dumps(
         {"fingerprint": tree_fingerprint(paths.target), "report": result["verification"]}, default=str))
-    return Strategy.UPGRADE, f"{reason}; verified", True
+    return None
 
 
 def tree_fingerprint(folder: Path) -> str:
@@ -177,6 +199,8 @@ def batch_label(batch: BatchJob) -> str:
     """What the Airflow UI shows for a mapped batch."""
     if batch["kind"] == BatchKind.UPGRADE:
         return "upgrade copy"
+    if batch["kind"] == BatchKind.TRANSPLANT:
+        return "transplant (native writer)"
     low, high = batch["batch"]["low"] or "start", batch["batch"]["high"] or "end"
     return f"{batch['collection']} #{batch['batch']['index']} [{low[:24]} .. {high[:24]})"
 
@@ -184,7 +208,7 @@ def batch_label(batch: BatchJob) -> str:
 def export_size(paths: RunPaths, plan: MigrationPlan, batch: BatchJob) -> tuple[int, str]:
     """What exporting `batch` goes through, for its task's progress log: the source's bytes for the
     upgrade's copy, else the batch's records (every range of a collection holds batch_size ids but its last)."""
-    if batch["kind"] == BatchKind.UPGRADE:
+    if BatchKind(batch["kind"]).whole_database:
         return size_on_disk(paths.source), "bytes"
     before = batch["batch"]["index"] * plan["batch_size"]
     return max(0, min(plan["batch_size"], batch["records"] - before)), "records"
@@ -195,9 +219,16 @@ def export_batch(paths: RunPaths, plan: MigrationPlan, batch: BatchJob, progress
     """Rebuild: one id range to Parquet. Upgrade: copy the source and let the target open it.
     `progress` hears of the records exported (the upgrade's copy: bytes copied), for the task's log."""
     fault_point("export_batch", batch["index"])
-    if batch["kind"] == BatchKind.UPGRADE and batch.get("upgraded_in_plan") and paths.target.is_dir():
+    kind = BatchKind(batch["kind"])
+    if kind.whole_database and batch.get("upgraded_in_plan") and paths.target.is_dir():
         counts = {c.name: c.records for c in describe_database(paths.target).collections}
-        return {"index": batch["index"], "kind": "upgrade", "count": sum(counts.values()), "counts": counts}
+        return {"index": batch["index"], "kind": kind.value, "count": sum(counts.values()), "counts": counts}
+    if kind is BatchKind.TRANSPLANT:  # the plan's result is gone (cleared staging): write it again
+        problem = attempt_in_plan(paths, Strategy.TRANSPLANT, plan["target_version"], plan["batch_size"])
+        if problem is not None:
+            raise TransplantFailedError(f"The transplant, written again for batch {batch['index']}, failed: "
+                                        f"{problem}.", "Run the migration again with the rebuild strategy.")
+        return export_batch(paths, plan, {**batch, "upgraded_in_plan": True}, progress)
     if batch["kind"] == BatchKind.UPGRADE:
         staging = paths.root / "target.upgrading"
         shutil.rmtree(staging, ignore_errors=True)
@@ -251,8 +282,8 @@ def load_batch(paths: RunPaths, plan: MigrationPlan, batch: BatchJob, exported: 
     """Write one exported batch into the target with upsert, so a retried load converges.
     `progress` hears of each exchange file written, for the task's log."""
     fault_point("load_batch", batch["index"])
-    if batch["kind"] == BatchKind.UPGRADE:
-        return {"index": batch["index"], "kind": "upgrade", "count": exported["count"]}
+    if BatchKind(batch["kind"]).whole_database:
+        return {"index": batch["index"], "kind": batch["kind"], "count": exported["count"]}
     problems = changed_exports(exported)
     if problems:
         raise MigrationError(
@@ -355,6 +386,9 @@ def render_report_markdown(plan: MigrationPlan, report: dict[str, Any],
                      f"{self_retrieval_text(recall)} |")
     if report["problems"]:
         lines += ["", "## Problems", *[f"- {p}" for p in report["problems"]]]
+    if report.get("transplant"):
+        lines += ["", "## Transplant", *[f"- {item['name']}: graph {item['graph']} ({item['reason']})"
+                                        for item in report["transplant"]["collections"]]]
     notes = [f"- {c['collection']}: {n}" for c in report["collections"] for n in c.get("notes", [])]
     if notes:
         lines += ["", "## Notes", *notes]

@@ -1,4 +1,4 @@
-"""Decide per collection whether a target version needs noop, upgrade or rebuild.
+"""Decide per collection whether a target version needs noop, upgrade, transplant or rebuild.
 
 Facts come from the native reader, in place (no copy, no child process): the schema, the
 collections, and for `noop` the proof that every collection reads back consistently.
@@ -28,7 +28,7 @@ from chroma_migrate.worker_client import run_worker
 @dataclass
 class CollectionVerdict:
     collection: str
-    strategy: str  # noop | upgrade | rebuild | blocked
+    strategy: str  # noop | upgrade | transplant | rebuild | blocked
     reason: str
 
 
@@ -73,6 +73,17 @@ def _counts_match(info: DatabaseInfo, target: ChromaVersion, described: dict[str
     return True, f"chromadb {target.version} opened a copy and counts match"
 
 
+def predicted_graphs(path: Path) -> dict[str, str]:
+    """Per collection, whether a transplant would carry its graph or build one (the target is
+    configured with the source's settings, so only the graph's own soundness decides)."""
+    from chroma_migrate.native import open_database
+    from chroma_migrate.transplant.graph_choice import choose_graph
+
+    with open_database(path) as native:
+        return {c.name: f"; graph {choice.path}: {choice.reason}"
+                for c in native.collections() for choice in [choose_graph(c, c.index)]}
+
+
 def probe(path: Path, target_version: str, *, work_dir: Path | None = None,
           readers: dict[str, str] | None = None) -> ProbeResult:
     """A dry run of `auto` (strategy.py): the same decision, where an upgrade is predicted by the
@@ -89,14 +100,15 @@ def probe(path: Path, target_version: str, *, work_dir: Path | None = None,
     gate = None
     if strategy is Strategy.UPGRADE:
         opened, detail, gate = try_open_copy(info, target, work_dir, readers)
-        strategy, reason = (Strategy.UPGRADE, f"{reason}; {detail}") if opened else (Strategy.REBUILD, detail)
+        strategy, reason = (Strategy.UPGRADE, f"{reason}; {detail}") if opened else (Strategy.TRANSPLANT, detail)
     elif strategy is Strategy.NOOP and readers:
         with tempfile.TemporaryDirectory(prefix="chroma-migrate-probe-", dir=work_dir) as scratch:
             gate = gate_readers(Path(path), readers, Path(scratch))
     note = ("" if gate or not readers else
             f"readers not measured: a {strategy} writes a new database; `migrate --reader` checks them on it")
+    graphs = predicted_graphs(Path(path)) if strategy is Strategy.TRANSPLANT else {}
     verdicts = [CollectionVerdict(c.name, "blocked" if c.name in blocked else str(strategy),
-                                  blocked.get(c.name, reason)) for c in info.collections]
+                                  blocked.get(c.name, reason + graphs.get(c.name, ""))) for c in info.collections]
     overall = "blocked" if blocked else str(strategy)
     expected = None if blocked else estimate(str(strategy), work_units(info.collections))
     return ProbeResult(str(path), target.version, info.signature, info.written_by, overall,

@@ -56,8 +56,14 @@ def choose_version_id(live: LiveSide) -> str:
     return version_id
 
 
-def upload_version(live: LiveSide, source: Path, version_id: str, extra: dict[str, Any]) -> None:
-    """Upload once: a complete upload by this run is kept, a partial one of ours is redone."""
+def upload_version(live: LiveSide, source: Path, version_id: str, extra: dict[str, Any],
+                   previous: str | None = None) -> dict[str, Any] | None:
+    """Upload once: a complete upload by this run is kept, a partial one of ours is redone.
+
+    With `previous` (the version the new one came from), files byte-identical to that version's
+    are copied inside S3 rather than sent again. Returns what moved how (TransferReport), or
+    None when an earlier attempt of this run had already completed the upload.
+    """
     store = live.snapshots
     prefix = live.layout.version_prefix(version_id)
     if store.version_exists(version_id):
@@ -66,13 +72,19 @@ def upload_version(live: LiveSide, source: Path, version_id: str, extra: dict[st
             raise SnapshotError(f"{store.url(prefix)} was completed by another run ({manifest.get('run_key')}).",
                                 "Clear this run's publish-version ledger entry to pick a new id.")
         live.log(f"Version {version_id} was already uploaded by this run")
-        return
+        return None
     if store.version_in_use(version_id):
         # Our own earlier attempt died mid-upload (the id is recorded for this run only): start over.
         live.log(f"Removed {store.remove_objects(prefix)} objects of an interrupted upload of {version_id}")
     live.guard()
-    store.upload(source, version_id, extra)
-    live.log(f"Uploaded {source} as {store.url(prefix)}")
+    upload_changed = getattr(store, "upload_changed", None)
+    if upload_changed is None:  # a store without server-side copies uploads everything
+        store.upload(source, version_id, extra)
+        live.log(f"Uploaded {source} as {store.url(prefix)}")
+        return None
+    _, report = upload_changed(source, version_id, extra, previous=previous)
+    live.log(f"Uploaded {source} as {store.url(prefix)}: {report.describe()}")
+    return report.to_dict()
 
 
 def swap_pointers(live: LiveSide, *, expected: str, version_id: str, local_copy: Path,
@@ -86,7 +98,13 @@ def swap_pointers(live: LiveSide, *, expected: str, version_id: str, local_copy:
     store, efs = live.snapshots, live.working_copies
     current, efs_current = store.read_pointer(), efs.read_pointer()
     _check_pointers(live, expected, version_id, current, efs_current)
-    efs.materialize(local_copy, version_id)
+    efs_report = None
+    materialize_changed = getattr(efs, "materialize_changed", None)
+    if materialize_changed is None:
+        efs.materialize(local_copy, version_id)
+    else:  # unchanged files come from the live working copy on the same file system (copied, never linked)
+        _, efs_report = materialize_changed(local_copy, version_id, previous=efs_current)
+        live.log(f"EFS copy {live.layout.efs_version_dir(version_id)}: {efs_report.describe()}")
     if current != version_id:
         store.write_pointer(version_id, expected=expected, allow_legacy=allow_legacy, guard=live.guard)
         live.log(f"S3 pointer {store.url(live.layout.pointer_key())}: {expected} -> {version_id}")
@@ -96,7 +114,8 @@ def swap_pointers(live: LiveSide, *, expected: str, version_id: str, local_copy:
         efs.switch_pointer(version_id, expected=efs_current)
         live.log(f"EFS pointer {live.layout.efs_pointer_path()}: {efs_current} -> {version_id}")
     return {"version_id": version_id, "previous_version_id": expected, "s3_pointer": version_id,
-            "efs_pointer": version_id, "efs_path": str(live.layout.efs_version_dir(version_id))}
+            "efs_pointer": version_id, "efs_path": str(live.layout.efs_version_dir(version_id)),
+            **({"efs_transfer": efs_report.to_dict()} if efs_report else {})}
 
 
 def _check_pointers(live: LiveSide, expected: str, version_id: str, current: str, efs_current: str | None) -> None:
@@ -116,9 +135,10 @@ def _check_pointers(live: LiveSide, expected: str, version_id: str, current: str
 def publish(live: LiveSide, target: Path, *, source_version_id: str, manifest: dict[str, Any]) -> dict[str, Any]:
     """Upload the verified database as a new version and make it live in both stores."""
     version_id = choose_version_id(live)
-    upload_version(live, target, version_id, {"run_key": live.run_key, "migrated_from": source_version_id,
-                                              **manifest})
-    return swap_pointers(live, expected=source_version_id, version_id=version_id, local_copy=target)
+    transfer = upload_version(live, target, version_id, {"run_key": live.run_key, "migrated_from": source_version_id,
+                                                         **manifest}, previous=source_version_id)
+    swapped = swap_pointers(live, expected=source_version_id, version_id=version_id, local_copy=target)
+    return {**swapped, **({"s3_transfer": transfer} if transfer else {})}
 
 
 def publish_reports(live: LiveSide, files: list[Path]) -> list[str]:

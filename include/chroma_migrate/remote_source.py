@@ -27,6 +27,7 @@ from chroma_migrate.progress import PhaseDisplay
 from chroma_migrate.snapshots.layout import SnapshotLayout, new_version_id, validate_version_id
 from chroma_migrate.snapshots.manifest import check_directory, read_manifest_file
 from chroma_migrate.snapshots.s3_store import STANDARD_RETRIES, S3SnapshotStore
+from chroma_migrate.snapshots.transfers import POOL_CONNECTIONS
 
 CACHE_ENV = "CHROMA_MIGRATE_CACHE"
 S3_SCHEME = "s3://"
@@ -58,7 +59,8 @@ def s3_client() -> Any:
     import boto3
     from botocore.config import Config
 
-    return boto3.session.Session().client("s3", config=Config(retries=dict(STANDARD_RETRIES)))
+    return boto3.session.Session().client("s3", config=Config(retries=dict(STANDARD_RETRIES),
+                                                              max_pool_connections=POOL_CONNECTIONS))
 
 
 def snapshot_at(url: str, client: Any) -> RemoteSnapshot:
@@ -161,9 +163,10 @@ def local_source(text: str | None, *, env: str | None, collection: str | None, c
 
 
 def upload_result(out: Path, source: RemoteSnapshot, extra: dict[str, Any]) -> str:
-    """A new version prefix beside the source's (same layout), manifest last; no pointer moves."""
+    """A new version prefix beside the source's (same layout), manifest last; no pointer moves.
+    Files byte-identical to the source version's are copied inside S3, not uploaded again."""
     store = source.store
     version_id = new_version_id(datetime.now(UTC), store.version_in_use)
     store.upload(out, version_id, {"migrated_from": source.version_id, "uploaded_by": "chroma-migrate CLI",
-                                   **extra})
+                                   **extra}, previous=source.version_id)
     return store.url(store.layout.version_prefix(version_id))

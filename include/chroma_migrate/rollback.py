@@ -1,9 +1,10 @@
 """Rolling a collection back: which version to return to, and the current data rebuilt into its format.
 
 A plain rollback swaps the pointers back (publishing.swap_pointers). Records written since the
-migration exist only in the live version, so `rebuild_current` rebuilds that version's data in
-the older version's chromadb format, with the migration's own batched steps, and publishes it
-as a new version instead.
+migration exist only in the live version, so `rebuild_current` writes that version's data in
+the older version's chromadb format, with the migration's own steps (a transplant by the plan
+step, carrying each sound graph over; a batched rebuild if that fails), and publishes it as a
+new version instead.
 
 When the version to return to has lost its prefix (a lifecycle rule, a clean-up) or its objects
 no longer match its manifest, the staged copy comes from a verified backup of it
@@ -116,27 +117,28 @@ def _link_or_copy(source: str, destination: str) -> None:
 
 def rebuild_and_publish(live: LiveSide, paths: RunPaths, old_copy: Path, current: str,
                         batch_size: int) -> dict[str, Any]:
-    """The live data (staged at `paths.source`) rebuilt in `old_copy`'s chromadb format through the
-    migration's own steps (plan, export and load per batch, verify), each batch recorded in the
-    ledger so a retried rollback resumes; then uploaded as a new version and made live."""
+    """The live data (staged at `paths.source`) written in `old_copy`'s chromadb format through the
+    migration's own steps (plan: the transplant, else export and load per batch; verify), each batch
+    recorded in the ledger so a retried rollback resumes; then uploaded as a new version and made live."""
     old_format = describe_database(old_copy).written_by[-1]
     work = RunPaths(paths.root / "rollback-rebuild")
     _stage_copy(paths.source, work.source)
-    plan = plan_run(work, old_format, Strategy.REBUILD.value, batch_size)
+    plan = plan_run(work, old_format, Strategy.TRANSPLANT.value, batch_size)
     for batch in plan["batches"]:
         exported = _once(live, Stage.ROLLBACK_EXPORT, batch["index"], lambda b=batch: export_batch(work, plan, b),
                          redo_if=changed_exports)
         _once(live, Stage.ROLLBACK_LOAD, batch["index"], lambda b=batch, e=exported: load_batch(work, plan, b, e))
-        live.log(f"Rebuilt {batch_label(batch)} in chromadb {old_format}'s format: {exported['count']} records")
+        live.log(f"Wrote {batch_label(batch)} in chromadb {old_format}'s format: {exported['count']} records")
     report = verify_run(work, plan)
     if not report["passed"]:
         raise MigrationError("Verification of the rebuilt data failed: " + "; ".join(report["problems"][:5]) + ".",
                              f"Nothing live was changed; the report is {work.report_md}.")
     version_id = choose_version_id(live)
     upload_version(live, work.target, version_id, {"run_key": live.run_key, "rolled_back_from": current,
-                                                   "chromadb_version": old_format, "strategy": "rebuild"})
+                                                   "chromadb_version": old_format, "strategy": plan["strategy"]})
     outcome = swap_pointers(live, expected=current, version_id=version_id, local_copy=work.target)
-    return outcome | {"rebuilt": True, "chromadb_version": old_format, "records": target_counts(report)}
+    return outcome | {"rebuilt": True, "strategy": plan["strategy"], "chromadb_version": old_format,
+                      "records": target_counts(report)}
 
 
 def _stage_copy(source: Path, destination: Path) -> None:

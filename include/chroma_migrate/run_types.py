@@ -14,10 +14,17 @@ from typing import Any, NotRequired, TypedDict
 
 
 class BatchKind(StrEnum):
-    """What a mapped batch task does: one id range of a rebuild, or the single upgrade copy."""
+    """What a mapped batch task does: one id range of a rebuild, or the single upgrade copy or
+    transplant (done and verified by the plan step; the batch keeps its place in the run)."""
 
     UPGRADE = "upgrade"
+    TRANSPLANT = "transplant"
     REBUILD = "rebuild"
+
+    @property
+    def whole_database(self) -> bool:
+        """One batch for the whole database, its target written by the engine's `migrate`."""
+        return self is not BatchKind.REBUILD
 
 
 class Exporter(StrEnum):

@@ -8,17 +8,17 @@ Airflow tasks on one machine) build it once and never see a half-built environme
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from chroma_migrate.errors import MigrationError
+from chroma_migrate.file_lock import file_lock
 from chroma_migrate.versions import ChromaVersion, forget_runtime_files, get_version, supported_versions
 
 RUNTIMES_ENV = "CHROMA_MIGRATE_RUNTIMES"
@@ -54,15 +54,8 @@ def runtime_for(version: str) -> Runtime:
     return Runtime(chroma_version, runtimes_root() / f"chromadb-{chroma_version.version}")
 
 
-@contextmanager
-def build_lock(root: Path, version: str):
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f".chromadb-{version}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def build_lock(root: Path, version: str) -> AbstractContextManager[None]:
+    return file_lock(root / f".chromadb-{version}.lock")
 
 
 def uv_executable() -> str | None:

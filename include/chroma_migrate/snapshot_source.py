@@ -7,6 +7,7 @@ pointer may name this run's own new version (a run that died between the two poi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import asdict, dataclass
@@ -22,7 +23,7 @@ from chroma_migrate.run_types import Stage
 from chroma_migrate.snapshots.backups import backups_of, first_verified, no_usable_copy, unusable_reason
 from chroma_migrate.snapshots.errors import ManifestError, SnapshotIntegrityError, VersionMissingError
 from chroma_migrate.snapshots.interfaces import SnapshotStore
-from chroma_migrate.snapshots.manifest import MANIFEST_NAME
+from chroma_migrate.snapshots.manifest import MANIFEST_NAME, check_directory, read_manifest_file
 from chroma_migrate.staging_space import check_staging_space, cleaned_when_full
 
 SOURCE_MARKER = "source.json"
@@ -55,14 +56,21 @@ def resolve_source(live: LiveSide, paths: RunPaths, asked: str | None, setting: 
 
 
 def download_snapshot(live: LiveSide, paths: RunPaths, version_id: str, setting: str) -> dict[str, Any]:
-    """Download once per run: a marker names the version the staged copy came from.
+    """Download once per run: a marker names the version (and the sha256 of its manifest) the staged
+    copy came from, and every later task of the run reads that copy on the shared staging root.
 
-    Checks first that the staging disk has room for the whole run (`setting` names the
-    configuration key to change), and removes a half-downloaded copy when the disk fills.
+    A retried task reuses the staged copy only after re-hashing it against its manifest (someone may
+    have changed the staging folder, or the version's manifest in S3 may differ from the one staged);
+    anything else is downloaded again. Checks first that the staging disk has room for the whole run
+    (`setting` names the configuration key to change), and removes a half-downloaded copy when the
+    disk fills.
     """
     marker = paths.root / SOURCE_MARKER
-    if marker.is_file() and json.loads(marker.read_text()).get("version_id") == version_id and paths.source.is_dir():
-        return json.loads(marker.read_text())
+    if marker.is_file() and paths.source.is_dir():
+        facts = json.loads(marker.read_text())
+        if facts.get("version_id") == version_id and _staged_copy_still_good(paths.source, facts):
+            return facts
+        live.log(f"The staged copy of {version_id} in {paths.source} is not the version's bytes: downloading again")
     partial = paths.root / "source.downloading"
     shutil.rmtree(partial, ignore_errors=True)
     snapshot_bytes = sum(live.snapshots.list_objects(live.layout.version_prefix(version_id)).values())
@@ -72,9 +80,25 @@ def download_snapshot(live: LiveSide, paths: RunPaths, version_id: str, setting:
     shutil.rmtree(paths.source, ignore_errors=True)
     partial.rename(paths.source)
     facts = {"version_id": version_id, "manifest_checked": manifest is not None,
-             "files": len((manifest or {}).get("files", {}))}
+             "files": len((manifest or {}).get("files", {})),
+             "manifest_sha256": _manifest_sha256(paths.source) if manifest is not None else None}
     marker.write_text(json.dumps(facts))
     return facts
+
+
+def _manifest_sha256(directory: Path) -> str:
+    return hashlib.sha256((directory / MANIFEST_NAME).read_bytes()).hexdigest()
+
+
+def _staged_copy_still_good(directory: Path, facts: dict[str, Any]) -> bool:
+    """The staged copy is the one the marker names, file for file (re-hashed); a legacy snapshot
+    without a manifest has nothing to prove itself with and is downloaded again."""
+    if not facts.get("manifest_sha256") or not (directory / MANIFEST_NAME).is_file():
+        return False
+    if _manifest_sha256(directory) != facts["manifest_sha256"]:
+        return False
+    manifest = read_manifest_file(directory)
+    return manifest is not None and not check_directory(directory, manifest)
 
 
 @dataclass(frozen=True)

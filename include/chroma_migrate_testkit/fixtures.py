@@ -14,6 +14,7 @@ from typing import Any
 
 from chroma_migrate.runtime_resolution import resolve_version
 from chroma_migrate.worker_client import run_worker
+from chroma_migrate_testkit.cache_lock import build_once
 
 FIXTURE_FORMAT = 1
 
@@ -91,11 +92,13 @@ def build_database(path: Path, version: str, spec: dict[str, Any]) -> dict[str, 
 def cached_database(cache_dir: Path, version: str, spec: dict[str, Any]) -> Path:
     """A database built once per (version, spec) and reused; callers copy it before use."""
     target = Path(cache_dir) / f"chromadb-{version}-{spec_key(version, spec)}"
-    if (target / ".complete").is_file():
-        return target
-    staging = target.with_name(target.name + ".building")
-    build_database(staging, version, spec)
-    (staging / ".complete").write_text(json.dumps({"version": version, "spec": spec}))
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+
+    def build() -> None:
+        staging = target.with_name(target.name + ".building")
+        build_database(staging, version, spec)
+        (staging / ".complete").write_text(json.dumps({"version": version, "spec": spec}))
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+
+    build_once(target, (target / ".complete").is_file, build)
     return target

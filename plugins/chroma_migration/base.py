@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from chroma_migrate.configuration import Environment
-from chroma_migration.hooks import ChromaSnapshotHook
 from chroma_migration.run_state import MigrationRun
+
+if TYPE_CHECKING:  # the hook pulls in boto3: imported when a task first needs it, never at parse time
+    from chroma_migration.hooks import ChromaSnapshotHook
 
 
 class ChromaMigrationOperator(BaseOperator):
@@ -45,6 +47,8 @@ class ChromaMigrationOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> ChromaSnapshotHook:
+        from chroma_migration.hooks import ChromaSnapshotHook
+
         return ChromaSnapshotHook(self.environment, self.collection)
 
     def execute(self, context: Any) -> Any:

@@ -17,18 +17,20 @@ from chroma_migrate.snapshots.layout import SnapshotLayout
 from chroma_migrate.snapshots.ledger import BatchLedger
 from chroma_migrate.snapshots.lock import DynamoLock
 from chroma_migrate.snapshots.s3_store import STANDARD_RETRIES, S3SnapshotStore
+from chroma_migrate.snapshots.transfers import POOL_CONNECTIONS
 
 DEFAULT_RETRIES = STANDARD_RETRIES  # the CLI's S3 client (remote_source.py) uses the same policy
 
 
 def retry_config(connection_config: Config | None) -> Config:
-    """Standard-mode retries (exponential backoff with jitter, throttling and 5xx retried), 8 attempts.
+    """Standard-mode retries (exponential backoff with jitter, throttling and 5xx retried), 8 attempts,
+    and a connection pool as large as the transfers' objects × parts in flight (transfers.py).
 
     botocore's default (legacy mode) gives S3 5 attempts and no retry quota; S3 `SlowDown` and
     DynamoDB `ThrottlingException` storms outlast that. A connection whose extra sets
     `config_kwargs.retries` keeps its own setting; every other `config_kwargs` value is kept too.
     """
-    base = Config(retries=dict(DEFAULT_RETRIES))
+    base = Config(retries=dict(DEFAULT_RETRIES), max_pool_connections=POOL_CONNECTIONS)
     return base if connection_config is None else base.merge(connection_config)
 
 

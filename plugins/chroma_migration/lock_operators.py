@@ -11,7 +11,6 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from chroma_migrate.snapshots.errors import LockHeldError
 from chroma_migration.base import ChromaMigrationOperator
-from chroma_migration.hooks import ChromaSnapshotHook
 from chroma_migration.run_state import MigrationRun
 
 
@@ -36,6 +35,8 @@ class AcquireLockSensor(BaseSensorOperator):
         self.run = run
 
     def _lock(self):
+        from chroma_migration.hooks import ChromaSnapshotHook  # boto3: at run time only
+
         state = MigrationRun.from_xcom(self.run)
         return ChromaSnapshotHook(state.environment, self.collection).lock(state.owner)
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chroma_migrate.configuration import Environment
-from chroma_migrate.pipeline import RunPaths, run_key_for
+
+if TYPE_CHECKING:  # pipeline pulls in the engine (numpy, pyarrow): imported in tasks, not when the DAG parses
+    from chroma_migrate.pipeline import RunPaths
 
 OWNER_NAMESPACE = uuid.UUID("6c1f4f0e-3d8a-4a53-9d7e-2b8f6a1c9e55")
 
@@ -39,6 +41,8 @@ class MigrationRun:
     def start(cls, *, collection: str, environment: Environment, run_id: str, source_version_id: str,
               target_version: str, strategy: str, batch_size: int, dry_run: bool,
               allow_breaking_readers: list[str] | None = None) -> MigrationRun:
+        from chroma_migrate.pipeline import run_key_for
+
         return cls(collection, environment.name, run_id, run_key_for(run_id), lock_owner_for(run_id),
                    source_version_id, target_version, strategy, batch_size, dry_run, environment.to_dict(),
                    list(allow_breaking_readers or []))
@@ -56,6 +60,8 @@ class MigrationRun:
 
     @property
     def paths(self) -> RunPaths:
+        from chroma_migrate.pipeline import RunPaths
+
         return RunPaths.for_run(self.environment.staging_root, self.collection, self.run_key)
 
 

@@ -10,14 +10,13 @@ from airflow.sdk import BaseOperator
 from chroma_migrate.configuration import load_config
 from chroma_migrate.errors import MigrationError
 from chroma_migrate.estimate import render_estimate
-from chroma_migrate.pipeline import plan_run
-from chroma_migrate.rollback import choose_rollback
 from chroma_migrate.runtime_resolution import resolve_version
-from chroma_migrate.snapshot_source import download_snapshot, resolve_source, stage_rollback_target
 from chroma_migrate.strategy import requested_strategy
 from chroma_migration.base import ChromaMigrationOperator
-from chroma_migration.hooks import ChromaSnapshotHook
 from chroma_migration.run_state import MigrationRun
+
+# The engine's heavy modules (pipeline, snapshot_source, rollback: numpy, pyarrow) and the AWS hook
+# (boto3) are imported inside execute, never when the DAG file is parsed (tests/dags/test_parse_time.py).
 
 
 class ResolveSnapshotOperator(BaseOperator):
@@ -96,6 +95,9 @@ class ResolveSnapshotOperator(BaseOperator):
         return allowed
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from chroma_migrate.snapshot_source import resolve_source
+        from chroma_migration.hooks import ChromaSnapshotHook
+
         draft = self._validated(context)
         live = ChromaSnapshotHook(draft.environment, self.collection).live_side(draft.run_key, log=self.log.info)
         staged = resolve_source(live, draft.paths, self.source_version_id, f"environments.{draft.env}.staging_root")
@@ -116,6 +118,8 @@ class PlanMigrationOperator(ChromaMigrationOperator):
     """
 
     def run_step(self, context: Any) -> list[dict[str, Any]]:
+        from chroma_migrate.pipeline import plan_run
+
         state = self.state
         plan = plan_run(state.paths, state.target_version, state.strategy, state.batch_size,
                         self.environment.sample_queries.get(self.collection))
@@ -156,6 +160,10 @@ class ResolveRollbackOperator(ResolveSnapshotOperator):
         self.rebuild_current = rebuild_current
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from chroma_migrate.rollback import choose_rollback
+        from chroma_migrate.snapshot_source import download_snapshot, stage_rollback_target
+        from chroma_migration.hooks import ChromaSnapshotHook
+
         draft = self._validated(context)
         live = ChromaSnapshotHook(draft.environment, self.collection).live_side(draft.run_key, log=self.log.info)
         choice = choose_rollback(live, self.to_version_id)

@@ -11,25 +11,16 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
-from botocore.exceptions import BotoCoreError, ClientError
 
 from chroma_migrate.estimate import PhaseMeasure, last_run, record
-from chroma_migrate.pipeline import (
-    batch_label,
-    changed_exports,
-    export_batch,
-    export_size,
-    load_batch,
-    read_plan,
-    verification_summary,
-    verify_run,
-)
 from chroma_migrate.progress import steady_log
 from chroma_migrate.publishing import LiveSide, publish_reports
 from chroma_migrate.run_types import BatchKind, Stage
 from chroma_migrate.snapshots.errors import SnapshotError
-from chroma_migrate.snapshots.lock import HeartbeatThread
 from chroma_migration.base import ChromaMigrationOperator
+
+# The engine's pipeline (numpy, pyarrow) and botocore are imported inside each step, never when the
+# DAG file is parsed (tests/dags/test_parse_time.py).
 
 PROGRESS_LOG_S = 10.0  # how often a batch task logs its records done, so a long one shows it is moving
 
@@ -57,6 +48,10 @@ class LockedStepOperator(ChromaMigrationOperator):
     stage: Stage
 
     def execute(self, context: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from chroma_migrate.snapshots.lock import HeartbeatThread
+
         self.lock = self.hook.lock(self.state.owner)
         # Re-enter our own lock, or retake it if its lease ran out while nobody else took it
         # (an approval can wait for hours); if someone else holds it now, this fails naming them.
@@ -137,12 +132,14 @@ class ExportBatchOperator(LockedStepOperator):
         self.batch = batch
 
     def run_step(self, context: Any) -> dict[str, Any]:
+        from chroma_migrate.pipeline import batch_label, changed_exports, export_batch, export_size, read_plan
+
         context["batch_label"] = batch_label(self.batch)
         index = self.batch["index"]
         finished = self.done(index)
         if finished:
             damaged = changed_exports(finished)
-            if not damaged and (finished["kind"] != BatchKind.UPGRADE or self.state.paths.target.is_dir()):
+            if not damaged and (not BatchKind(finished["kind"]).whole_database or self.state.paths.target.is_dir()):
                 self.log.info("Batch %s already exported in this run", context["batch_label"])
                 return finished
             self.log.warning("Batch %s is exported again: %s", context["batch_label"],
@@ -172,6 +169,8 @@ class LoadBatchOperator(LockedStepOperator):
         self.exported = exported
 
     def run_step(self, context: Any) -> dict[str, Any]:
+        from chroma_migrate.pipeline import batch_label, load_batch, read_plan
+
         plan = read_plan(self.state.paths)
         index = self.exported["index"]
         batch = plan["batches"][index]
@@ -199,6 +198,8 @@ class VerifyMigrationOperator(LockedStepOperator):
     stage = Stage.VERIFY
 
     def run_step(self, context: Any) -> dict[str, Any]:
+        from chroma_migrate.pipeline import read_plan, verification_summary, verify_run
+
         paths = self.state.paths
         plan = read_plan(paths)
         # Beside prod's estimate, the approver sees what the dev run of this collection took.

@@ -45,6 +45,7 @@ def assert_published(system, result, seed_db, *, strategy: str) -> str:
 # The dev run's upgrade and publish: tests/dags/test_one_engine.py (beside the CLI's run of the same source).
 
 
+@pytest.mark.slow  # CI's budget: the live test runs a forced rebuild in mapped batches on two workers
 def test_forced_rebuild_runs_mapped_batches(system):
     seed_db = system.seed("words")
     result = run_dag_test(system.env, DAG, conf={"env": "dev", "strategy": "rebuild", "batch_size": 200},
@@ -69,6 +70,7 @@ def test_noop_run_short_circuits_and_changes_nothing(system):
     assert system.lock_item("words") is None
 
 
+@pytest.mark.slow  # CI's budget: tests/faults/test_lock_and_pointer.py takes a held lock from a run in CI
 def test_lock_held_by_another_owner_fails_the_run_without_touching_anything(system):
     system.seed("words")
     holder = new_owner_id()
@@ -83,6 +85,7 @@ def test_lock_held_by_another_owner_fails_the_run_without_touching_anything(syst
     assert system.s3("words").list_versions() == [SEED_VERSION]
 
 
+@pytest.mark.slow  # CI's budget: tests/faults/test_lock_and_pointer.py moves the pointer under a rerun in CI
 def test_a_pointer_that_moved_during_the_run_aborts_the_swap(system):
     """Migrating an older version while a newer one is live is what a compactor publishing mid-run looks like."""
     system.seed("words", version_id="20250101_000000")

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.integration
 DAG = "chroma_migration__words"
 
 
+@pytest.mark.slow  # 80 s, CI's budget: the reader gate's engine tests (tests/engine/test_reader_*.py) run in CI
 def test_breaking_readers_stop_the_publish_until_the_run_names_them(system):
     system.seed("words", env="gated")  # written by 1.0.20; the environment's target is 1.5.9
     refused = run_dag_test(system.env, DAG, conf={"env": "gated"}, timeout_s=900)

@@ -38,6 +38,7 @@ def _damage_one_object(system: SnapshotSystem, prefix: str) -> tuple[str, bytes]
     return key, original
 
 
+@pytest.mark.slow  # 70 s, CI's budget: the live test rolls back in every run
 def test_rollback_restores_the_verified_backup_when_the_version_prefix_is_gone(system, tmp_path):
     seed_db = system.seed("words")
     migrated = run_dag_test(system.env, "chroma_migration__words", conf={"env": "dev"}, timeout_s=600)

@@ -183,16 +183,21 @@ def own_view(version: str, path: Path, *, in_place: bool = False) -> dict[str, A
 
 def killed_writer_database(cache_dir: Path, version: str) -> Path:
     """A 1.x database whose last add exists only in the write log (built once, by a real kill)."""
+    from chroma_migrate_testkit.cache_lock import build_once
+
+    digest = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    target = Path(cache_dir) / f"accounting-killed-{version}-{digest}"
+    build_once(target, target.is_dir, lambda: _kill_a_writer_into(target, version))
+    return target
+
+
+def _kill_a_writer_into(target: Path, version: str) -> None:
     import signal
     import sqlite3
     import time
 
     from chroma_migrate.runtimes import ensure_runtime
 
-    digest = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
-    target = Path(cache_dir) / f"accounting-killed-{version}-{digest}"
-    if target.is_dir():
-        return target
     python = ensure_runtime(version, log=lambda _m: None).python
     for _attempt in range(3):
         staging = target.with_name(target.name + ".building")
@@ -215,7 +220,7 @@ def killed_writer_database(cache_dir: Path, version: str) -> Path:
             applied = conn.execute("SELECT COUNT(*) FROM embeddings WHERE embedding_id LIKE 'late-%'").fetchone()[0]
         if applied == 0:
             staging.rename(target)
-            return target
+            return
     raise RuntimeError(f"chromadb {version} applied the whole add before it could be killed, three times")
 
 
@@ -224,11 +229,13 @@ def killed_writer_database(cache_dir: Path, version: str) -> Path:
 def shapes_database(cache_dir: Path, version: str) -> tuple[Path, dict[str, Any]]:
     """Build once per (version, this file) under cache_dir; return the folder and the writer's view."""
     from chroma_migrate.runtimes import ensure_runtime
+    from chroma_migrate_testkit.cache_lock import build_once
 
     digest = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
     target = Path(cache_dir) / f"accounting-shapes-{version}-{digest}"
     manifest = target.with_name(target.name + ".json")
-    if not manifest.is_file():
+
+    def build() -> None:
         staging = target.with_name(target.name + ".building")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -239,6 +246,8 @@ def shapes_database(cache_dir: Path, version: str) -> tuple[Path, dict[str, Any]
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
         out.rename(manifest)
+
+    build_once(target, manifest.is_file, build)
     return target, json.loads(manifest.read_text())
 
 

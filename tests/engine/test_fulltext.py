@@ -33,6 +33,7 @@ from chroma_migrate.verification.fulltext_queries import (
     sample_records,
 )
 from chroma_migrate.versions import shipped_version_names
+from chroma_migrate.worker_client import run_worker
 from chroma_migrate_testkit.fixtures import fidelity_spec, receipt_spec
 from tests.conftest import run_cli
 from tests.engine.fulltext_support import export_batches
@@ -291,6 +292,27 @@ def test_the_target_answers_like_a_fresh_database_of_its_version(copy_of, tmp_pa
         assert report.collections[name]["queries"] >= 15
     regex_skips = [s for s in report.skipped if "$regex" in s]
     assert bool(regex_skips) == version.startswith("0."), report.skipped
+
+
+@pytest.mark.parametrize("version", [v for v in shipped_version_names() if not v.startswith("0.")])
+def test_a_1x_target_s_sample_database_answers_exactly_like_the_target(copy_of, tmp_path, version):
+    """1.x targets are asked through a copy of their rows of the sampled records (worker/sample_database.py):
+    on every collection of the fidelity fixture (tenants, arrays, every metadata type) it must give the
+    whole target's answers, query for query."""
+    db = copy_of(version, fidelity_spec())
+    labels = sorted(metadata_segments(db))
+    checks = [TextCheckInput(label, export_batches(db, label, tmp_path / f"b{n}")) for n, label in enumerate(labels)]
+    jobs = [item.to_job() for item in prepare_jobs(checks, tmp_path / "scratch")]
+    answers = {}
+    for whole in (False, True):
+        data = run_worker(version, "text_queries", {"path": str(db), "jobs": jobs, "scratch_dir": str(tmp_path),
+                                                    "whole_target": whole}).data["jobs"]
+        answers[whole] = {label: [(a["key"], a["target"], a["target_error"]) for a in job["answers"]]
+                          for label, job in data.items()}
+        assert {job["asked_of"] for job in data.values()} == {"target" if whole else "sample database"}
+    assert len(answers[False]) == len(labels) >= 3
+    assert sum(len(queries) for queries in answers[False].values()) >= 30
+    assert answers[False] == answers[True]
 
 
 def test_a_real_0_4_to_1_5_migration_passes_and_reports_the_behaviour_changes(copy_of, tmp_path):

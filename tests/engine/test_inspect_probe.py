@@ -43,13 +43,15 @@ def test_probe_noop_when_the_target_already_reads_it_untouched(copy_of):
     assert {c["strategy"] for c in result["collections"]} == {"noop"}
 
 
-def test_probe_rebuild_for_a_downgrade_names_the_migration(copy_of):
+def test_probe_transplant_for_a_downgrade_names_the_migration_and_each_graph(copy_of):
     db = copy_of("1.5.9")
     before = tree_digest(db)
     result = json.loads(run_cli("probe", str(db), "--target", "1.0.20", "--json", check=True).stdout)
     assert tree_digest(db) == before
-    assert result["strategy"] == "rebuild"
+    assert result["strategy"] == "transplant"
     assert "sysdb migration 10" in result["reason"] and "1.0.20" in result["reason"]
+    reasons = {c["collection"]: c["reason"] for c in result["collections"]}
+    assert "graph carried" in reasons["words"] and "graph built" in reasons["log_only"]
 
 
 def test_probe_upgrade_between_0x_families(copy_of):

@@ -17,15 +17,15 @@ def source(signature: dict[str, int]) -> DatabaseInfo:
                         collections=[])
 
 
-def test_an_older_schema_is_upgraded_with_a_rebuild_to_fall_back_on():
+def test_an_older_schema_is_upgraded_with_a_transplant_then_a_rebuild_to_fall_back_on():
     choice = choose_strategy(source(OLDER.signature), LATEST, Strategy.AUTO)
-    assert choice.order == [Strategy.UPGRADE, Strategy.REBUILD]
+    assert choice.order == [Strategy.UPGRADE, Strategy.TRANSPLANT, Strategy.REBUILD]
     assert "applies migrations" in choice.reason
 
 
-def test_a_newer_schema_is_rebuilt_and_a_forced_upgrade_of_it_refused():
+def test_a_newer_schema_is_transplanted_and_a_forced_upgrade_of_it_refused():
     newer = source(LATEST.signature)
-    assert choose_strategy(newer, OLDER, Strategy.AUTO).order == [Strategy.REBUILD]
+    assert choose_strategy(newer, OLDER, Strategy.AUTO).order == [Strategy.TRANSPLANT, Strategy.REBUILD]
     with pytest.raises(MigrationError, match="cannot open a newer schema"):
         choose_strategy(newer, OLDER, Strategy.UPGRADE)
 
@@ -37,12 +37,13 @@ def test_the_same_schema_is_noop_only_when_it_reads_back_whole():
     assert broken.order == [Strategy.REBUILD] and "inconsistent" in broken.reason
 
 
-def test_forced_strategies_never_fall_back():
+def test_forced_strategies_never_fall_back_but_a_transplant_to_the_rebuild():
     older = source(OLDER.signature)
     assert choose_strategy(older, LATEST, Strategy.UPGRADE).order == [Strategy.UPGRADE]
     assert choose_strategy(older, LATEST, Strategy.REBUILD).order == [Strategy.REBUILD]
+    assert choose_strategy(older, LATEST, Strategy.TRANSPLANT).order == [Strategy.TRANSPLANT, Strategy.REBUILD]
 
 
 def test_an_unknown_strategy_names_the_ones_there_are():
-    with pytest.raises(MigrationError, match="auto, upgrade, rebuild"):
+    with pytest.raises(MigrationError, match="auto, upgrade, transplant, rebuild"):
         requested_strategy("noop")

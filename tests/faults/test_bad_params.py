@@ -55,7 +55,8 @@ def test_bad_params_are_refused_before_any_work_naming_the_field(system):
     assert "metadata field 'labels' holds a list" in unrepresentable.log
     assert "chromadb 1.3.7 cannot store list metadata" in unrepresentable.log
     assert forced.task_states["plan"] == "failed", forced.log[-3000:]
-    assert "The upgrade strategy cannot work here" in forced.log and "Use the rebuild or auto strategy" in forced.log
+    assert "The upgrade strategy cannot work here" in forced.log
+    assert "Use the transplant, rebuild or auto strategy" in forced.log
     # Only a declared reader can be allowed to break: a typo must not pass for permission.
     assert undeclared.task_states["resolve_source"] == "failed", undeclared.log[-3000:]
     assert "names ['legacy_serch'], which this environment does not declare" in undeclared.log

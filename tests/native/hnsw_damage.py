@@ -94,12 +94,23 @@ def pick(index: Index, fraction: float, seed: int, *, level0_only: bool = False)
     return np.sort(np.random.default_rng(seed).choice(candidates, wanted, replace=False))
 
 
-def cut_off(folder: Path, fraction: float = 0.01, seed: int = 0) -> np.ndarray:
-    """Remove every level-0 link pointing at 1% of live elements (ones without upper levels, so no path is left)."""
+def cut_off(folder: Path, fraction: float = 0.01, seed: int = 0, *, spare_stranded: bool = True) -> np.ndarray:
+    """Remove every level-0 link pointing at 1% of live elements (ones without upper levels, so no path is left).
+
+    A victim whose removal would leave some live element without any level-0 link is spared
+    (unless asked not to): that would be a second fault, an unlinked element, named on its own.
+    """
     index = read_index(folder)
     victims = pick(index, fraction, seed, level0_only=True)
-    doomed = np.zeros(index.count, dtype=bool)
-    doomed[victims] = True
+    while True:
+        doomed = np.zeros(index.count, dtype=bool)
+        doomed[victims] = True
+        stranded = [e for e in np.flatnonzero(index.live)
+                    if len(index.neighbours(e)) and doomed[index.neighbours(e)].all()]
+        if not stranded or not spare_stranded:
+            break
+        victims = np.setdiff1d(victims, np.concatenate([index.neighbours(e) for e in stranded]))
+    assert len(victims), "some victims are left to cut off"
     changed = []
     for element in range(index.count):
         current = index.neighbours(element)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -25,6 +24,7 @@ from chroma_migrate import dbfile
 from chroma_migrate.exchange import RecordBatch, empty_batch, pick_query_vectors
 from chroma_migrate.native.errors import CorruptDatabaseError
 from chroma_migrate.native.formats import DatabaseFormat
+from chroma_migrate.native.id_map import PICKLE_FILE
 from chroma_migrate.native.replay import RecordChanges, apply_record_changes, plan_record_changes
 from chroma_migrate.native.sqlite_source import ReadOnlySqlite
 from chroma_migrate.native.stored_records import (
@@ -41,6 +41,7 @@ from chroma_migrate.native.vector_segment import (
     VectorSegmentSpec,
     batch_size_of,
     check_segment_files,
+    index_ahead,
 )
 from chroma_migrate.native.write_log import entries_above, fetch_metadata
 
@@ -200,9 +201,13 @@ class NativeCollection:
         for seq_id, text in fetch_metadata(self._sql, seq_ids).items():
             try:
                 payloads[seq_id] = self._parse_log_metadata(text)
-            except (ValueError, json.JSONDecodeError) as exc:
+            except (ValueError, TypeError, RecursionError) as exc:
                 raise CorruptDatabaseError("bad_log_metadata", self._sql.path,
                                            f"write-log row {seq_id} holds metadata that is not JSON ({exc})") from exc
+            if payloads[seq_id] is not None and not isinstance(payloads[seq_id], dict):
+                raise CorruptDatabaseError("bad_log_metadata", self._sql.path,
+                                           f"write-log row {seq_id} holds {type(payloads[seq_id]).__name__} metadata, "
+                                           "not a JSON object")
         for record_id in touched:
             values = apply_record_changes(records.get(record_id), self.changes.entries[record_id], payloads)
             if values is None:
@@ -219,10 +224,18 @@ class NativeCollection:
     def check(self) -> int:
         """Open everything and prove every record has a vector, without reading the vectors. Returns the count."""
         count, missing = 0, []
+        sources = self.vectors.sources
+        from_index = {i for i in sources.persisted if sources.label_of(i) is not None}
         for record_id in self.ids():
             count += 1
+            from_index.discard(record_id)
             if not self.vectors.has(record_id):
                 missing.append(record_id)
+        if from_index:  # the index serves ids the database has never heard of: it was written after it
+            ghosts = sorted(from_index)
+            raise index_ahead(self.vectors.folder / PICKLE_FILE, self.name,
+                              f"maps {len(ghosts)} ids that chroma.sqlite3 does not hold, not even as deletes in "
+                              f"its write log (ids {', '.join(repr(i) for i in ghosts[:3])})")
         still = self.vectors.recover(missing) if missing else []
         if still:
             self.vectors.vectors_for(still)  # raises vector_missing with the file and the ids

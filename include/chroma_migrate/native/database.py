@@ -35,8 +35,7 @@ class NativeDatabase:
         self.sql = ReadOnlySqlite(self.path)
         try:
             self.format: DatabaseFormat = detect_format(self.sql.conn, self.sql.path)
-            watermarks = {segment: decode_watermark(raw)
-                          for segment, raw in self.sql.rows("SELECT segment_id, seq_id FROM max_seq_id")}
+            watermarks = _watermarks(self.sql)
             segment_metadata = self._segment_metadata()
             try:
                 facts = dbfile.collections(self.sql.conn)
@@ -96,6 +95,24 @@ def _check_collection_home(item: dbfile.CollectionFacts, sqlite_path: Path) -> N
             f"tenant {item.tenant!r} / database {item.database!r} holds a '/', which the engine uses to write "
             f"qualified collection names (tenant/database/name)",
             "Rename the tenant or database in the source with chromadb, or ask for support of such names.")
+
+
+MAX_SEQ_ID = 2**63 - 1  # SQLite's INTEGER: a larger watermark cannot be compared with the log's seq ids
+
+
+def _watermarks(sql: ReadOnlySqlite) -> dict[str, int]:
+    """Each segment's max_seq_id row, decoded; a value no chromadb writes is a damaged row."""
+    found = {}
+    for segment, raw in sql.rows("SELECT segment_id, seq_id FROM max_seq_id"):
+        try:
+            value = decode_watermark(raw)
+        except (TypeError, ValueError):
+            value = -1
+        if not isinstance(segment, str) or not 0 <= value <= MAX_SEQ_ID:
+            raise CorruptDatabaseError("bad_watermark", sql.path, f"holds the max_seq_id row {raw!r:.60} for "
+                                                                  f"segment {segment!r:.60}: not a write-log position")
+        found[segment] = value
+    return found
 
 
 def open_database(path: Path | str) -> NativeDatabase:

@@ -35,7 +35,11 @@ class CorruptDatabaseError(NativeReadError):
     Kinds: sqlite_corrupt, missing_segment_folder, missing_index_metadata, bad_header,
     data_level0_size, data_level0_truncated, length_truncated, label_not_in_index,
     label_not_in_pickle, pickle_unreadable, pickle_forbidden_global, vector_missing,
-    bad_log_vector, bad_log_metadata.
+    bad_log_vector, bad_log_metadata; since issue 15: pickle_out_of_bounds (refused before
+    unpickling: a memo index, length or object count the file cannot need), link_lists_corrupt,
+    level0_links_corrupt (the graph cannot be walked), bad_watermark (a max_seq_id row no
+    chromadb writes), hot_journal (copied mid-transaction), index_ahead_of_sqlite (index files
+    written after the chroma.sqlite3 beside them).
     """
 
 

@@ -11,7 +11,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from chroma_migrate.native.errors import UnsupportedFormatError
+from chroma_migrate.native.errors import CorruptDatabaseError, UnsupportedFormatError
 from chroma_migrate.versions import known_migrations, supported_range, versions_with_signature
 
 # The write-path families whose replay rules differ (see replay.py).
@@ -49,12 +49,19 @@ def detect_format(conn: sqlite3.Connection, sqlite_path: Path) -> DatabaseFormat
     try:
         rows = conn.execute("SELECT dir, version, filename, hash FROM migrations ORDER BY dir, version").fetchall()
     except sqlite3.OperationalError as exc:
+        if "malformed" in str(exc) or "not a database" in str(exc):
+            raise _damaged(sqlite_path, exc) from exc
         raise UnsupportedFormatError(
             "unknown_migration", sqlite_path, f"has no readable `migrations` table ({exc}), so it is not a "
             "ChromaDB database of any known version", "Pass the folder chromadb.PersistentClient(path=...) uses.",
         ) from exc
+    except sqlite3.DatabaseError as exc:  # a damaged page, not a foreign schema
+        raise _damaged(sqlite_path, exc) from exc
     signature: dict[str, int] = {}
     for directory, version, filename, digest in rows:
+        if type(version) is not int:  # SQLite keeps any type in any column; chromadb writes integers
+            raise UnsupportedFormatError("unknown_migration", sqlite_path, f"holds a {directory!r:.40} migration "
+                                         f"numbered {version!r:.40}, which no chromadb writes", UNKNOWN_FIX)
         known = known_migrations().get((directory, int(version)))
         if known is None or known != (filename, digest):
             what = "is not one" if known is None else f"differs from the one ({known[0]}, {known[1]})"
@@ -76,3 +83,8 @@ def detect_format(conn: sqlite3.Connection, sqlite_path: Path) -> DatabaseFormat
             )
     written_by = tuple(v.version for v in versions_with_signature(signature))
     return DatabaseFormat(signature, family_of(signature), written_by)
+
+
+def _damaged(sqlite_path: Path, exc: sqlite3.DatabaseError) -> CorruptDatabaseError:
+    return CorruptDatabaseError("sqlite_corrupt", sqlite_path, f"cannot be read as SQLite ({exc}); the file is "
+                                                               "truncated or a page is corrupt")

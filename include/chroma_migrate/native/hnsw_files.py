@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from chroma_migrate.native.errors import CorruptDatabaseError
+from chroma_migrate.native.reading import note_reading
 
 HEADER_FILE = "header.bin"
 DATA_FILE = "data_level0.bin"
@@ -25,6 +26,10 @@ DELETED_MARK = 0x10000  # bit in an element's uint32 link-count word
 SCAN_BYTES = 8 << 20  # bytes read per step of the label scan
 RUN_GAP = 4  # elements this close together are fetched with one read
 COSINE_EPSILON = np.float32(1e-30)
+# Bounds no real index comes near, checked before anything is allocated from a header field:
+MAX_LINKS = 0xFFFF  # the link-count word has 16 bits
+MAX_DIMENSION = 1 << 16  # chromadb's widest common embeddings have 3,072
+MAX_LEVEL = 128  # hnswlib draws levels as -ln(U) / ln(M): about 53 at most for M = 2
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class HnswHeader:
 
 def read_header(folder: Path) -> HnswHeader:
     path = folder / HEADER_FILE
+    note_reading(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -61,11 +67,15 @@ def read_header(folder: Path) -> HnswHeader:
     header = HnswHeader(*HEADER_LAYOUT.unpack_from(raw))
     consistent = (header.data_offset == 4 + 4 * header.max_m0 and header.label_offset > header.data_offset
                   and (header.label_offset - header.data_offset) % 4 == 0
-                  and header.element_size == header.label_offset + 8 and header.element_count <= header.max_elements)
+                  and header.element_size == header.label_offset + 8 and header.element_count <= header.max_elements
+                  and header.max_m0 <= MAX_LINKS and header.max_m <= MAX_LINKS and header.dimension <= MAX_DIMENSION
+                  and -1 <= header.max_level <= MAX_LEVEL)
     if not consistent:
         raise CorruptDatabaseError("bad_header", path, f"is inconsistent (element size {header.element_size}, "
                                                        f"label offset {header.label_offset}, data offset "
-                                                       f"{header.data_offset}, maxM0 {header.max_m0})")
+                                                       f"{header.data_offset}, maxM0 {header.max_m0}, "
+                                                       f"maxM {header.max_m}, "
+                                                       f"top level {header.max_level})")
     return header
 
 
@@ -134,6 +144,7 @@ class HnswFiles:
 
     def _read_norms(self) -> np.ndarray:
         path = self.folder / LENGTH_FILE
+        note_reading(path)
         with open(path, "rb") as handle:
             return np.frombuffer(handle.read(4 * self.count), dtype="<f4")
 
@@ -143,6 +154,7 @@ class HnswFiles:
         labels = np.empty(self.count, dtype=np.uint64)
         deleted = np.empty(self.count, dtype=bool)
         step = max(1, SCAN_BYTES // element)
+        note_reading(self.data_path)
         with open(self.data_path, "rb") as handle:
             for start in range(0, self.count, step):
                 n = min(step, self.count - start)
@@ -177,6 +189,7 @@ class HnswFiles:
             return out
         order = np.argsort(positions, kind="stable")
         ordered = positions[order]
+        note_reading(self.data_path)
         fd = os.open(self.data_path, os.O_RDONLY)
         try:
             run_start = 0

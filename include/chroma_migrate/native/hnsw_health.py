@@ -41,6 +41,7 @@ from chroma_migrate.native.errors import CorruptDatabaseError
 from chroma_migrate.native.hnsw_files import HEADER_FILE, HnswFiles
 from chroma_migrate.native.hnsw_search import LINK_LISTS_FILE
 from chroma_migrate.native.id_map import PICKLE_FILE, load_id_map
+from chroma_migrate.native.reading import note_reading
 
 SAMPLE = 3  # elements or ids quoted per problem
 CHUNK_BYTES = 8 << 20  # data_level0.bin bytes read per step
@@ -98,7 +99,7 @@ def check_index_health(collection: NativeCollection, label: str, baseline: Index
         folder = Path(exc.file).parent
         try:
             files = HnswFiles(folder, int(collection.dimension or 0), collection.space)
-            id_to_label = load_id_map(folder / PICKLE_FILE).id_to_label
+            id_to_label = load_id_map(folder / PICKLE_FILE, files.header.element_count).id_to_label
         except CorruptDatabaseError as again:
             health.problems.append(f"collection {label!r}: {again.problem}")
             return health
@@ -258,6 +259,7 @@ def _read_level0(files: HnswFiles) -> _Level0:
     columns = np.arange(width)
     step = max(1, CHUNK_BYTES // element)
     buffer = bytearray(step * element)
+    note_reading(files.data_path)
     fd = os.open(files.data_path, os.O_RDONLY)
     try:
         for start in range(0, count, step):
@@ -366,6 +368,7 @@ def _check_upper_levels(health: IndexHealth, files: HnswFiles, names: _Names) ->
     path = files.folder / LINK_LISTS_FILE
     levels = np.zeros(count, dtype=np.int32)
     none = np.zeros(0, dtype=np.int64)
+    note_reading(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:

@@ -12,14 +12,14 @@ ties and float rounding can differ, which recall tolerates.
 from __future__ import annotations
 
 import heapq
-import struct
-from pathlib import Path
 
 import numpy as np
 
+from chroma_migrate.native.errors import CorruptDatabaseError
 from chroma_migrate.native.hnsw_files import HnswFiles
+from chroma_migrate.native.link_lists import LINK_LISTS_FILE, read_upper_links
 
-LINK_LISTS_FILE = "link_lists.bin"
+__all__ = ["LINK_LISTS_FILE", "GraphSearcher", "distances", "normalised"]
 
 
 def distances(space: str, query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
@@ -41,29 +41,12 @@ class GraphSearcher:
         self.files = files
         header = files.header
         self.space = files.space
-        self._upper = self._read_upper_links(files.folder / LINK_LISTS_FILE, header.element_count, header.max_m)
+        if header.element_count and header.enterpoint >= header.element_count:
+            raise CorruptDatabaseError("bad_header", files.folder / "header.bin",
+                                       f"names the entry point {header.enterpoint}, beyond the index's "
+                                       f"{header.element_count} elements")
+        self._upper = read_upper_links(files.folder / LINK_LISTS_FILE, header)
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    @staticmethod
-    def _read_upper_links(path: Path, count: int, max_m: int) -> dict[int, list[np.ndarray]]:
-        """element -> neighbour lists of levels 1.. (hnswlib writes a byte size, then the level blocks)."""
-        data = path.read_bytes() if path.is_file() else b""
-        block = 4 * max_m + 4
-        links, position = {}, 0
-        for element in range(count):
-            if position + 4 > len(data):
-                break
-            (size,) = struct.unpack_from("<I", data, position)
-            position += 4
-            if size:
-                levels = []
-                for level in range(size // block):
-                    start = position + level * block
-                    n = struct.unpack_from("<I", data, start)[0] & 0xFFFF
-                    levels.append(np.frombuffer(data, dtype="<u4", count=n, offset=start + 4).astype(np.int64))
-                links[element] = levels
-                position += size
-        return links
 
     def _fetch(self, positions: list[int]) -> None:
         """Read the elements not seen yet, all in one go, keeping (stored vector, level-0 neighbours)."""
@@ -73,8 +56,13 @@ class GraphSearcher:
         header = self.files.header
         for position, raw in zip(wanted, self.files.raw_elements(np.asarray(wanted)), strict=True):
             n = int(raw[:4].view("<u4")[0] & 0xFFFF)
-            self._cache[position] = (raw[header.data_offset:header.label_offset].view("<f4"),
-                                     raw[4:4 + 4 * n].view("<u4").astype(np.int64))
+            neighbours = raw[4:4 + 4 * min(n, header.max_m0)].view("<u4").astype(np.int64)
+            if n > header.max_m0 or (len(neighbours) and int(neighbours.max()) >= header.element_count):
+                raise CorruptDatabaseError(
+                    "level0_links_corrupt", self.files.data_path,
+                    f"gives element {position} {n} level-0 links, or links beyond the index's "
+                    f"{header.element_count} elements (maxM0 is {header.max_m0}): the graph cannot be walked")
+            self._cache[position] = (raw[header.data_offset:header.label_offset].view("<f4"), neighbours)
 
     def _distances_to(self, query: np.ndarray, positions: list[int]) -> np.ndarray:
         self._fetch(positions)
@@ -89,9 +77,9 @@ class GraphSearcher:
         current = int(header.enterpoint)
         best = float(self._distances_to(query, [current])[0])
         for level in range(header.max_level, 0, -1):
-            changed = True
-            while changed:
-                changed = False
+            changed, steps = True, 0
+            while changed and steps <= header.element_count:  # each step is strictly nearer: at most one per element
+                changed, steps = False, steps + 1
                 levels = self._upper.get(current, [])
                 neighbours = [int(n) for n in levels[level - 1]] if level - 1 < len(levels) else []
                 if not neighbours:

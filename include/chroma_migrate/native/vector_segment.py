@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from chroma_migrate.native.errors import CorruptDatabaseError
-from chroma_migrate.native.formats import FAMILY_RUST, DatabaseFormat
-from chroma_migrate.native.hnsw_files import HnswFiles, check_sizes, normalise_round_trip
+from chroma_migrate.native.formats import FAMILY_04, FAMILY_RUST, DatabaseFormat
+from chroma_migrate.native.hnsw_files import HnswFiles, check_sizes, normalise_round_trip, read_header
 from chroma_migrate.native.id_map import PICKLE_FILE, IdMap, load_id_map
 from chroma_migrate.native.replay import VectorSources, replay_vectors
 from chroma_migrate.native.sqlite_source import ReadOnlySqlite
@@ -48,6 +48,7 @@ class VectorSegment:
         self.files: HnswFiles | None = None
         id_map = self._open_index()
         self.watermark = spec.watermark if spec.watermark is not None else (id_map.legacy_max_seq_id or 0)
+        self._refuse_index_ahead(id_map, fmt)
         self.recovered: set[str] = set()
         self.sources: VectorSources = replay_vectors(
             entries_above(sql, spec.collection_id, self.watermark), id_map.id_to_label, fmt.family,
@@ -57,13 +58,32 @@ class VectorSegment:
         pickle_path = self.folder / PICKLE_FILE
         if not check_segment_files(self.folder, self.spec):
             return IdMap({}, 0, None, None)
-        id_map = load_id_map(pickle_path)
+        id_map = load_id_map(pickle_path, read_header(self.folder).element_count)
         if id_map.dimensionality and id_map.dimensionality != self.spec.dimension:
             raise CorruptDatabaseError("bad_header", pickle_path, f"describes {id_map.dimensionality}-dimensional "
                                                                   f"vectors, the collection has {self.spec.dimension}")
         self.files = HnswFiles(self.folder, self.spec.dimension, self.spec.space)
         self._check_labels(id_map)
         return id_map
+
+    def _refuse_index_ahead(self, id_map: IdMap, fmt: DatabaseFormat) -> None:
+        """0.x records in the pickle which log row the index has taken in: one the log does not know (0.4, whose
+        log is never purged) or one above the segment's watermark (0.5/0.6) means the index files were written
+        after this chroma.sqlite3: a copy taken while chromadb was flushing (1.x: `NativeCollection.check`)."""
+        if self.files is None:
+            return
+        newest = id_map.newest_seq_id
+        if fmt.family == FAMILY_04 and id_map.legacy_max_seq_id is not None:
+            top = self.sql.rows("SELECT MAX(seq_id) FROM embeddings_queue")[0][0] or 0
+            if id_map.legacy_max_seq_id > top:
+                raise index_ahead(self.folder / PICKLE_FILE, self.spec.collection,
+                                  f"says the index holds the write log up to row {id_map.legacy_max_seq_id}, "
+                                  f"but the log of chroma.sqlite3 ends at row {top}")
+        elif fmt.family != FAMILY_RUST and newest is not None and self.spec.watermark is not None \
+                and newest > self.spec.watermark:
+            raise index_ahead(self.folder / PICKLE_FILE, self.spec.collection,
+                              f"maps ids written by write-log row {newest}, but chroma.sqlite3 says this index "
+                              f"holds the log only up to row {self.spec.watermark}")
 
     def _check_labels(self, id_map: IdMap) -> None:
         assert self.files is not None
@@ -130,7 +150,8 @@ class VectorSegment:
             raise CorruptDatabaseError(
                 "vector_missing", self.folder,
                 f"holds no vector for {len(still)} records of collection {self.spec.collection!r} "
-                f"(ids {_sample(still)}), and neither does the write log: the records exist only as metadata",
+                f"(ids {_sample(still)}), and neither does the write log: the records exist only as metadata "
+                "(or the index files are older than chroma.sqlite3: a copy taken while chromadb was flushing)",
                 "Restore the database from a backup; re-adding those records with their vectors also repairs it.")
         if index_rows:
             assert self.files is not None
@@ -149,6 +170,15 @@ class VectorSegment:
                 vectors[round_trip] = normalise_round_trip(vectors[round_trip])
             out[log_rows] = vectors
         return out
+
+
+def index_ahead(pickle_path: Path, collection: str, problem: str) -> CorruptDatabaseError:
+    return CorruptDatabaseError(
+        "index_ahead_of_sqlite", pickle_path,
+        f"(collection {collection!r}) {problem}: the index files were written after this chroma.sqlite3, so they "
+        "hold vectors of writes the database does not know (the folder was copied while chromadb was writing)",
+        "Copy the whole folder again while nothing writes to it (the compactor's lock keeps writers out), or "
+        "restore it from a backup; nothing was modified.")
 
 
 def check_segment_files(folder: Path, spec: VectorSegmentSpec) -> bool:

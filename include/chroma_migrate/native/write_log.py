@@ -46,9 +46,12 @@ def entries_above(sql: ReadOnlySqlite, collection_id: str, watermark: int) -> It
         "SELECT seq_id, operation, id, vector IS NOT NULL, metadata IS NOT NULL FROM embeddings_queue "
         "WHERE seq_id > ? AND topic LIKE ? ORDER BY seq_id", (watermark, f"%/{collection_id}"))
     for seq_id, operation, record_id, has_vector, has_metadata in rows:
-        if operation not in OPERATIONS:
+        if type(operation) is not int or operation not in OPERATIONS:
             raise CorruptDatabaseError("bad_log_vector", sql.path, f"write-log row {seq_id} has unknown "
-                                                                   f"operation {operation}")
+                                                                   f"operation {operation!r:.40}")
+        if not isinstance(record_id, str):
+            raise CorruptDatabaseError("bad_log_vector", sql.path, f"write-log row {seq_id} has the id "
+                                                                   f"{record_id!r:.40}, not a text id")
         yield LogEntry(seq_id, operation, record_id, bool(has_vector), bool(has_metadata))
 
 
@@ -73,11 +76,12 @@ def fetch_vectors(sql: ReadOnlySqlite, seq_ids: list[int], dimension: int) -> di
     vectors = {}
     for seq_id, blob, encoding in sql.rows_for_keys(
             "SELECT seq_id, vector, encoding FROM embeddings_queue WHERE seq_id IN ({keys})", seq_ids):
-        dtype = ENCODINGS.get(encoding or "FLOAT32")
-        if dtype is None or blob is None or len(blob) != 4 * dimension:
+        dtype = ENCODINGS.get(encoding or "FLOAT32") if isinstance(encoding, str | None) else None
+        if dtype is None or not isinstance(blob, bytes) or len(blob) != 4 * dimension:
+            what = f"{len(blob)} bytes" if isinstance(blob, bytes) else f"a {type(blob).__name__}, not a BLOB"
             raise CorruptDatabaseError(
                 "bad_log_vector", sql.path,
-                f"write-log row {seq_id} holds a {encoding} vector of {len(blob or b'')} bytes; the collection "
+                f"write-log row {seq_id} holds a {encoding!r:.20} vector of {what}; the collection "
                 f"has {dimension} dimensions")
         vectors[seq_id] = np.frombuffer(blob, dtype=dtype).astype(np.float32)
     return vectors

@@ -1,51 +1,54 @@
 """Snapshot stores (S3 master, EFS working copy), manifests, the compactor's lock and the batch ledger.
 
 No Airflow here: everything takes boto3 clients, which the DAG's hooks create.
+
+The names below are loaded on first use (PEP 562): the DAG file imports `snapshots.layout`
+through the configuration at parse time, and must not pay for botocore there.
 """
 
-from chroma_migrate.snapshots.efs_store import EfsSnapshotStore
-from chroma_migrate.snapshots.errors import (
-    InvalidVersionIdError,
-    LockHeldError,
-    LockLostError,
-    ManifestError,
-    PointerChangedError,
-    PointerMissingError,
-    SnapshotError,
-    SnapshotIntegrityError,
-    VersionExistsError,
-    VersionMissingError,
-)
-from chroma_migrate.snapshots.layout import SnapshotLayout, new_version_id, validate_version_id
-from chroma_migrate.snapshots.ledger import BatchLedger
-from chroma_migrate.snapshots.lock import DynamoLock, HeartbeatThread, lock_timestamp, new_owner_id
-from chroma_migrate.snapshots.manifest import MANIFEST_NAME, build_manifest, check_directory
-from chroma_migrate.snapshots.s3_store import S3SnapshotStore
-from chroma_migrate.snapshots.tables import ensure_tables
+from __future__ import annotations
 
-__all__ = [
-    "MANIFEST_NAME",
-    "BatchLedger",
-    "DynamoLock",
-    "EfsSnapshotStore",
-    "HeartbeatThread",
-    "InvalidVersionIdError",
-    "LockHeldError",
-    "LockLostError",
-    "ManifestError",
-    "PointerChangedError",
-    "PointerMissingError",
-    "S3SnapshotStore",
-    "SnapshotError",
-    "SnapshotIntegrityError",
-    "SnapshotLayout",
-    "VersionExistsError",
-    "VersionMissingError",
-    "build_manifest",
-    "check_directory",
-    "ensure_tables",
-    "lock_timestamp",
-    "new_owner_id",
-    "new_version_id",
-    "validate_version_id",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "EfsSnapshotStore": "efs_store",
+    "InvalidVersionIdError": "errors",
+    "LockHeldError": "errors",
+    "LockLostError": "errors",
+    "ManifestError": "errors",
+    "PointerChangedError": "errors",
+    "PointerMissingError": "errors",
+    "SnapshotError": "errors",
+    "SnapshotIntegrityError": "errors",
+    "VersionExistsError": "errors",
+    "VersionMissingError": "errors",
+    "SnapshotLayout": "layout",
+    "new_version_id": "layout",
+    "validate_version_id": "layout",
+    "BatchLedger": "ledger",
+    "DynamoLock": "lock",
+    "HeartbeatThread": "lock",
+    "lock_timestamp": "lock",
+    "new_owner_id": "lock",
+    "MANIFEST_NAME": "manifest",
+    "build_manifest": "manifest",
+    "check_directory": "manifest",
+    "S3SnapshotStore": "s3_store",
+    "ensure_tables": "tables",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
@@ -19,6 +20,7 @@ from chroma_migrate.snapshots.layout import validate_version_id
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
 CHUNK = 1024 * 1024
+HASH_THREADS = max(2, min(4, os.cpu_count() or 1))
 _RESERVED = ("format", "version_id", "files")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -160,13 +162,16 @@ def file_problems(directory: Path, manifest: dict) -> list[tuple[str, str]]:
     present = snapshot_files(directory)
     problems = [(name, f"missing file {name}") for name in sorted(set(expected) - set(present))]
     problems += [(name, f"extra file {name} (not in the manifest)") for name in sorted(set(present) - set(expected))]
-    for name in sorted(set(expected) & set(present)):
+    common = sorted(set(expected) & set(present))
+    sizes = {name: present[name].stat().st_size for name in common}
+    to_hash = [name for name in common if sizes[name] == expected[name]["size"]]
+    # hashlib releases the GIL on large updates: a few threads hash a snapshot's big files side by side.
+    with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+        hashes = dict(zip(to_hash, pool.map(lambda name: hash_file(present[name])[0], to_hash), strict=True))
+    for name in common:
         want = expected[name]
-        size = present[name].stat().st_size
-        if size != want["size"]:
-            problems.append((name, f"size mismatch {name}: manifest says {want['size']} bytes, found {size}"))
-            continue
-        sha256, _ = hash_file(present[name])
-        if sha256 != want["sha256"]:
-            problems.append((name, f"sha256 mismatch {name}: manifest says {want['sha256']}, found {sha256}"))
+        if sizes[name] != want["size"]:
+            problems.append((name, f"size mismatch {name}: manifest says {want['size']} bytes, found {sizes[name]}"))
+        elif hashes[name] != want["sha256"]:
+            problems.append((name, f"sha256 mismatch {name}: manifest says {want['sha256']}, found {hashes[name]}"))
     return problems

@@ -7,6 +7,7 @@ code runs against AWS, a moto server, or an Airflow hook's client.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,16 @@ from chroma_migrate.snapshots.manifest import (
     parse_manifest,
     safe_relative_path,
 )
+from chroma_migrate.snapshots.transfers import (
+    CHECKSUM,
+    PART_BYTES,
+    TransferReport,
+    checksum_matches,
+    expected_checksum,
+    objects_at_once,
+    run_parallel,
+    transfer_config,
+)
 
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 _PRECONDITION_CODES = {"PreconditionFailed", "412"}
@@ -49,10 +60,14 @@ def _error_code(error: ClientError) -> str:
 class S3SnapshotStore:
     """Reads and writes one collection's snapshots under the layout's keys in one bucket."""
 
-    def __init__(self, client: Any, layout: SnapshotLayout, *, page_size: int = 1000) -> None:
+    def __init__(self, client: Any, layout: SnapshotLayout, *, page_size: int = 1000,
+                 workers: int | None = None, part_bytes: int = PART_BYTES) -> None:
         self.client = client
         self.layout = layout
         self.page_size = page_size
+        self.workers = workers or objects_at_once()  # objects in flight (transfers.py)
+        self.part_bytes = part_bytes
+        self.transfer = transfer_config(part_bytes)
 
     @property
     def bucket(self) -> str:
@@ -279,13 +294,19 @@ class S3SnapshotStore:
             raise VersionMissingError(f"No objects under {self.url(prefix)}.",
                                       "Check the version id with list_versions().")
         destination.mkdir(parents=True, exist_ok=True)
+        jobs = []
         for key in objects:
             relative = key[len(prefix):]
             if not relative or relative.endswith("/"):
                 continue
             target = destination / safe_relative_path(relative, self.url(key))
             target.parent.mkdir(parents=True, exist_ok=True)
-            self.client.download_file(self.bucket, key, str(target), Callback=progress)
+            jobs.append((key, target))
+
+        def fetch(job: tuple[str, Path]) -> None:
+            self.client.download_file(self.bucket, job[0], str(job[1]), Callback=progress, Config=self.transfer)
+
+        run_parallel(fetch, jobs, self.workers)  # several objects at once, each in parts
         manifest_path = destination / MANIFEST_NAME
         if not manifest_path.is_file():
             return None
@@ -305,23 +326,84 @@ class S3SnapshotStore:
             )
         return manifest
 
-    def upload(self, source: Path, version_id: str, extra_manifest: dict | None = None) -> dict:
-        """Upload a snapshot directory as a new version: files first, manifest.json last.
+    def upload(self, source: Path, version_id: str, extra_manifest: dict | None = None, *,
+               previous: str | None = None) -> dict:
+        """Upload a snapshot directory as a new version: files first, manifest.json last (`upload_changed`)."""
+        return self.upload_changed(source, version_id, extra_manifest, previous=previous)[0]
 
-        Refuses a prefix that already holds any object, so a version is never written over.
+    def upload_changed(self, source: Path, version_id: str, extra_manifest: dict | None = None, *,
+                       previous: str | None = None) -> tuple[dict, TransferReport]:
+        """Upload a snapshot directory as a new version, sending only what `previous` lacks.
+
+        A file byte-identical to one of version `previous` (same size and sha256 in both
+        manifests, and the object there has that size) is copied inside S3 instead of uploaded;
+        everything else is uploaded, several objects at once. Then every object's size (the
+        listing) and SHA-256 checksum (what S3 computed of the stored bytes) is compared with the
+        new manifest, which is written last. Refuses a prefix that already holds any object, so a
+        version is never written over. Returns the manifest and what moved how.
         """
+        started = time.perf_counter()
         prefix = self.layout.version_prefix(version_id)
         if self.prefix_in_use(prefix):
             raise VersionExistsError(
                 f"{self.url(prefix)} already holds objects; a version is never written over.",
                 "Pick a new id with new_version_id(now, store.version_in_use).",
             )
-        manifest = build_manifest(Path(source), version_id, extra_manifest)
+        source = Path(source)
+        manifest = build_manifest(source, version_id, extra_manifest)
         if not manifest["files"]:
             raise SnapshotError(f"{source} holds no files to upload.", "Pass the snapshot's database directory.")
-        for count, relative in enumerate(manifest["files"], start=1):
-            self.client.upload_file(str(Path(source) / relative), self.bucket, prefix + relative)
+        reusable = self._unchanged_in(previous, manifest) if previous else {}
+        report = TransferReport(copied_from=self.url(self.layout.version_prefix(previous)) if reusable else None,
+                                objects_at_once=self.workers)
+
+        def place(relative: str) -> bool:
+            key = prefix + relative
+            if relative in reusable:
+                self.client.copy({"Bucket": self.bucket, "Key": reusable[relative]}, self.bucket, key,
+                                 ExtraArgs={"ChecksumAlgorithm": CHECKSUM}, Config=self.transfer)
+                return True
+            self.client.upload_file(str(source / relative), self.bucket, key,
+                                    ExtraArgs={"ChecksumAlgorithm": CHECKSUM}, Config=self.transfer)
+            return False
+
+        def placed(count: int, relative: str, copied: bool) -> None:  # in this thread: no lock needed
+            report.count(copied, manifest["files"][relative]["size"])
             fault_point("upload_object", count)
+
+        run_parallel(place, list(manifest["files"]), self.workers, on_done=placed)
+        self._verify_upload(source, prefix, manifest)
+        self._put_manifest(prefix, manifest)
+        report.seconds = round(time.perf_counter() - started, 3)
+        return manifest, report
+
+    def _unchanged_in(self, previous: str, manifest: dict) -> dict[str, str]:
+        """New files (by relative path) with a byte-identical object in `previous`: that object's key.
+
+        Trusts nothing it cannot check cheaply: the previous version's own manifest names the
+        content, its listing must show the object with that size, and the copy is verified by the
+        checksum S3 computes of it afterwards. A legacy version (no manifest) offers nothing."""
+        old_prefix = self.layout.version_prefix(previous)
+        old_manifest = self.read_manifest(old_prefix)
+        if old_manifest is None:
+            return {}
+        listed = self.list_objects(old_prefix)
+        by_content: dict[tuple[str, int], str] = {}
+        for name, entry in old_manifest["files"].items():
+            if listed.get(old_prefix + name) == entry["size"]:
+                by_content.setdefault((entry["sha256"], entry["size"]), old_prefix + name)
+        reusable = {}
+        for name, entry in manifest["files"].items():
+            same_path = old_manifest["files"].get(name)
+            if same_path == entry and listed.get(old_prefix + name) == entry["size"]:
+                reusable[name] = old_prefix + name
+            elif (found := by_content.get((entry["sha256"], entry["size"]))) is not None:
+                reusable[name] = found
+        return reusable
+
+    def _verify_upload(self, source: Path, prefix: str, manifest: dict) -> None:
+        """Every object's size from the listing and its SHA-256 checksum (S3's own, of the stored
+        bytes) against the manifest; an object without a checksum is read back and hashed."""
         stored = self._relative_files(prefix, self.list_objects(prefix))
         problems = [f"{name}: uploaded {stored.get(name)} bytes, expected {entry['size']}"
                     for name, entry in manifest["files"].items() if stored.get(name) != entry["size"]]
@@ -331,6 +413,31 @@ class S3SnapshotStore:
                 "The source changed during the upload; close every writer of it and upload under a new version id.",
                 problems,
             )
+
+        def checked(name: str) -> str | None:
+            entry = manifest["files"][name]
+            head = self.client.head_object(Bucket=self.bucket, Key=prefix + name, ChecksumMode="ENABLED")
+            if head.get("ChecksumSHA256") is None:
+                sha256, size = self._hash_object(prefix + name)
+                good = (sha256, size) == (entry["sha256"], entry["size"])
+            else:
+                good = checksum_matches(head["ChecksumSHA256"],
+                                        expected_checksum(source / name, entry["sha256"], entry["size"],
+                                                          self.part_bytes))
+            return None if good else f"{name}: S3 holds other bytes than sha256 {entry['sha256']}"
+
+        problems = [line for line in run_parallel(checked, list(manifest["files"]), self.workers) if line]
+        if problems:
+            raise SnapshotIntegrityError(
+                f"Upload to {self.url(prefix)} does not match its manifest (no manifest written): "
+                + "; ".join(sorted(problems)),
+                "The source changed during the upload or a copied object differs; upload under a new version id.",
+                sorted(problems), [prefix + line.split(":", 1)[0] for line in sorted(problems)],
+            )
+
+    def _put_manifest(self, prefix: str, manifest: dict) -> None:
+        """The manifest last, never over another writer's (`If-None-Match`); a lost answer to our own
+        PUT is recognised by its bytes."""
         body = manifest_bytes(manifest)
         try:
             self.client.put_object(Bucket=self.bucket, Key=prefix + MANIFEST_NAME, Body=body,
@@ -339,12 +446,11 @@ class S3SnapshotStore:
             if _error_code(error) not in _PRECONDITION_CODES:
                 raise
             if self._get_bytes(prefix + MANIFEST_NAME) == body:
-                return manifest  # our PUT landed and its answer was lost; the client's retry hit our own object
+                return  # our PUT landed and its answer was lost; the client's retry hit our own object
             raise VersionExistsError(
                 f"Another writer completed {self.url(prefix)} while this upload ran.",
                 "Two runs used the same version id; rerun to upload under a fresh id.",
             ) from None
-        return manifest
 
     def copy_version(self, version_id: str, destination_prefix: str) -> dict:
         """Server-side copy of a version to `destination_prefix`, verified by hashing the copied bytes.

@@ -225,7 +225,8 @@ def _open(db_path: Path) -> Iterator[sqlite3.Connection]:
         raise NotAChromaDatabaseError(
             f"{sqlite_path} cannot be accounted: {exc}.{hint}",
             "Open a copy once with the chromadb version that wrote it (it recovers the journal), or restore "
-            "the database from a backup; nothing was modified.") from exc
+            "the database from a backup; nothing was modified.").tagged(
+                "hot_journal" if hint else "sqlite_corrupt", journal if hint else sqlite_path) from exc
 
 
 def account_database(path: Path | str, *, refuse: bool = True) -> DatabaseAccount:
@@ -257,12 +258,14 @@ def refuse_unknown(account: DatabaseAccount) -> None:
     """Raise one MigrationError naming every refusal; a partial migration of such a file would be a guess."""
     if not account.refusals:
         return
+    sqlite_path = Path(account.path) / SQLITE_FILE
     if len(account.refusals) == 1:
-        raise MigrationError(account.refusals[0].problem, account.refusals[0].fix)
+        raise MigrationError(account.refusals[0].problem, account.refusals[0].fix).tagged("unknown_content",
+                                                                                        sqlite_path)
     problems = " ".join(f"({number}) {item.problem}" for number, item in enumerate(account.refusals, 1))
     fixes = " ".join(dict.fromkeys(item.fix for item in account.refusals))
     raise MigrationError(f"{account.path} holds {len(account.refusals)} things no known chromadb version "
-                         f"writes: {problems}", fixes)
+                         f"writes: {problems}", fixes).tagged("unknown_content", sqlite_path)
 
 
 _FIX_UNKNOWN = ("Find out which tool wrote it; the file may come from an unsupported chromadb version or have "
@@ -296,7 +299,7 @@ class _Accountant:
             return self.conn.execute(sql, params).fetchall()
         except sqlite3.DatabaseError as exc:
             raise NotAChromaDatabaseError(f"{self.path / SQLITE_FILE}: reading failed ({exc}) on: {sql.strip()[:120]}",
-                                          _FIX_DAMAGED) from exc
+                                          _FIX_DAMAGED).tagged("sqlite_corrupt", self.path / SQLITE_FILE) from exc
 
     def run(self) -> DatabaseAccount:
         tables = self.inventory()
@@ -346,7 +349,8 @@ class _Accountant:
         if missing:
             raise NotAChromaDatabaseError(
                 f"{self.path / SQLITE_FILE} lacks the chromadb table(s) {', '.join(missing)}, so it is not a "
-                "ChromaDB persistent database.", "Pass the folder chromadb.PersistentClient(path=...) uses.")
+                "ChromaDB persistent database.", "Pass the folder chromadb.PersistentClient(path=...) uses.").tagged(
+                    "not_a_database", self.path / SQLITE_FILE)
         if FTS in found and not set(found) >= FTS_SHADOWS:
             self.refuse(f"{FTS} lacks shadow tables {sorted(FTS_SHADOWS - set(found))}; the full-text index is "
                         "damaged.", _FIX_DAMAGED)
@@ -436,7 +440,7 @@ class _Accountant:
                 self.refuse(f"embeddings_queue has {count} row(s) with operation {operation!r} (first seq_id {first}, "
                             f"topic {topic!r}); chromadb writes only 0 ADD, 1 UPDATE, 2 UPSERT, 3 DELETE.")
                 continue
-            match = TOPIC.match(topic or "")
+            match = TOPIC.match(topic) if isinstance(topic, str) else None  # a BLOB topic is no chromadb's
             if not match:
                 self.refuse(f"embeddings_queue has {count} row(s) with topic {topic!r}, not "
                             "persistent://<tenant>/<namespace>/<collection id>.")

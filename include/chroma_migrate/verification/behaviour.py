@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from chroma_migrate.errors import MigrationError, WorkerFailedError
-from chroma_migrate.verification import index_gate
 from chroma_migrate.worker_client import run_worker
 
 SAMPLE_KEYS = ("name", "where", "where_document", "near_ids", "n_results")
@@ -229,6 +228,8 @@ def nearest_changes(source: list[list[str]] | None, target: list[list[str]] | No
     """
     if not source or not target:
         return {"queries": 0, "k": k, "differing": 0, "examples": []}
+    from chroma_migrate.verification import index_gate  # numpy: configuration.py imports this module at parse time
+
     own = index_gate.own_vectors(best, space) if best else [set() for _ in source]
     differing = []
     for row, (mine, theirs) in enumerate(zip(source, target, strict=True)):

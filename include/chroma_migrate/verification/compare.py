@@ -33,6 +33,7 @@ from chroma_migrate.exchange import RecordBatch, record_digest
 from chroma_migrate.native import NativeCollection, open_database
 from chroma_migrate.native.collection import StoredRange
 from chroma_migrate.native.stored_compare import StoredRowsComparer
+from chroma_migrate.native.stored_records import stored_ids_between
 from chroma_migrate.progress import report_progress
 
 DIGEST_MODULUS = 2**128
@@ -71,6 +72,7 @@ class CollectionComparison:
     missing_sample: list[str] = field(default_factory=list)
     extra_sample: list[str] = field(default_factory=list)
     different_sample: list[dict[str, Any]] = field(default_factory=list)
+    vectors_by_files: int = 0  # identical records whose target vectors were proven by the files (vector_identity)
 
     def add_identical(self, source_digests: list[bytes], target_digests: list[bytes]) -> None:
         """Records equal on both sides; each side's digests were computed from that side's own batch."""
@@ -92,7 +94,7 @@ class CollectionComparison:
         for mine, theirs in ((self.source, other.source), (self.target, other.target)):
             mine.count += theirs.count
             mine.total = (mine.total + theirs.total) % DIGEST_MODULUS
-        for name in ("identical", "equivalent", "missing", "extra", "different"):
+        for name in ("identical", "equivalent", "missing", "extra", "different", "vectors_by_files"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for reason, count in other.equivalent_reasons.items():
             self.equivalent_reasons[reason] = self.equivalent_reasons.get(reason, 0) + count
@@ -111,6 +113,7 @@ class CollectionComparison:
             "identical": self.identical, "equivalent": self.equivalent,
             "equivalent_reasons": self.equivalent_reasons,
             "missing": self.missing, "extra": self.extra, "different": self.different,
+            "vectors_by_files": self.vectors_by_files,
             "missing_sample": self.missing_sample, "extra_sample": self.extra_sample,
             "different_sample": self.different_sample,
         }
@@ -291,13 +294,28 @@ def _stored_alike(stored: StoredRange, target: NativeCollection, rows: StoredRow
     return other if alike else None
 
 
+def _ids_and_rows_alike(stored: StoredRange, target: NativeCollection, rows: StoredRowsComparer, low: str | None,
+                        high: str | None) -> bool:
+    """The fast path when the vectors are proven equal by their files (vector_identity.py): the target
+    stores the same ids in the range, no write-log row changes it there, and SQLite finds the same
+    typed metadata rows; its vectors are not read."""
+    segment = target.facts.metadata_segment
+    if not segment or any((low is None or i >= low) and (high is None or i < high) for i in target.changes.entries):
+        return False
+    return (stored_ids_between(target._sql, segment, low, high) == stored.ids
+            and rows.same_rows(stored.segment, segment, low, high))
+
+
 def compare_native_ranges(source_db: str, target_db: str, name: str, space: str,
                           ranges: list[tuple[str | None, str | None, str | None]], queries_file: str | None,
-                          k: int, pages_alike: bool | None = None, progress_file: str | None = None) -> RangeShare:
+                          k: int, pages_alike: bool | None = None, progress_file: str | None = None,
+                          vectors_alike: bool = False) -> RangeShare:
     """Read each range (low, high, source exchange file or None) on both sides natively and compare,
     keeping the exact neighbours of the queries among the source records seen. Runs in a
     verification worker process: everything in and out is plain and picklable.
-    `pages_alike` passes on what the caller already proved of the two files (StoredRowsComparer).
+    `pages_alike` passes on what the caller already proved of the two files (StoredRowsComparer);
+    `vectors_alike` that the target's vectors are the source's (vector_identity.vectors_proven_alike),
+    so the target's are not read: a range then needs the same ids and rows only.
     Each range compared is reported to `progress_file` (progress.py) as its source records.
     """
     result, best = CollectionComparison(), None
@@ -310,6 +328,13 @@ def compare_native_ranges(source_db: str, target_db: str, name: str, space: str,
             if stored is not None and queries is not None:
                 best = _nearest_among(space, queries, stored.ids, stored.vectors, k,
                                       best if best is not None else [[] for _ in range(len(queries))])
+            if stored is not None and vectors_alike and _ids_and_rows_alike(stored, target_collection, rows, low,
+                                                                             high):
+                digest = range_digest(stored.ids, stored.vectors)  # the target's bytes are these bytes
+                result.add_identical_range(len(stored.ids), digest, digest)
+                result.vectors_by_files += len(stored.ids)
+                report_progress(progress_file, len(stored.ids))
+                continue
             alike = _stored_alike(stored, target_collection, rows, low, high) if stored is not None else None
             if alike is not None:
                 result.add_identical_range(len(stored.ids), range_digest(stored.ids, stored.vectors),

@@ -417,7 +417,8 @@ def compare_text_answers(prepared: PreparedJob, target_answers: dict[str, Any], 
                                    "text": note})
             report.notes.append(note)
     # `compared`: the queries both versions answered, so a change among them would have been seen.
-    report.collections[label] = {"sample_size": size, "queries": len(prepared.queries), "compared": compared}
+    report.collections[label] = {"sample_size": size, "queries": len(prepared.queries), "compared": compared,
+                                 "asked_of": target_answers.get("asked_of", "target")}
     return report
 
 

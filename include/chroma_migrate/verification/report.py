@@ -128,6 +128,7 @@ def render_migration(result: dict[str, Any]) -> str:
         f"-> {result['out']} (chromadb {result['target_version']})",
         f"strategy {result['strategy']}; attempts: "
         + "; ".join(f"{a['strategy']} {a['outcome']} ({a['reason']})" for a in result["attempts"]),
+        *transplant_lines(result["verification"]),
         render_verification(result["verification"]),
         *([text] if (text := render_readers_text(result.get("readers"))) else []),
         render_phases(result["phases"]),
@@ -137,6 +138,18 @@ def render_migration(result: dict[str, Any]) -> str:
           if result.get("uploaded") else []),
     ]
     return "\n".join(lines)
+
+
+def transplant_lines(report: dict[str, Any]) -> list[str]:
+    """Per collection, whether its graph was carried over or built, and why (a transplant's report only)."""
+    transplant = report.get("transplant")
+    if not transplant:
+        return []
+    lines = ["transplant, per collection:"]
+    for item in transplant["collections"]:
+        applied = f", {item['log_changes_applied']} log changes applied" if item.get("log_changes_applied") else ""
+        lines.append(f"  {item['name']}: graph {item['graph']}{applied} ({item['reason']})")
+    return lines
 
 
 def behaviour_markdown(report: dict[str, Any]) -> list[str]:

@@ -45,6 +45,7 @@ from chroma_migrate.verification.compare import (
     merge_shares,
 )
 from chroma_migrate.verification.text_sample import TextAnswers
+from chroma_migrate.verification.vector_identity import vectors_proven_alike
 from chroma_migrate.worker_client import run_worker
 
 READERS = ("native", "runtime")
@@ -135,7 +136,8 @@ def _settings_problems(source: CollectionInfo, target: CollectionInfo) -> tuple[
 def collection_verdict(source: CollectionInfo, target: CollectionInfo, share: RangeShare, source_count: int,
                        source_nearest: Callable[[], list[list[str]] | None],
                        target_nearest: Callable[[], list[list[str]] | None], target_db: Path,
-                       queries_file: Path | None, health: IndexHealth | None = None) -> dict[str, Any]:
+                       queries_file: Path | None, health: IndexHealth | None = None,
+                       source_db: Path | None = None) -> dict[str, Any]:
     """Records (the merged comparison), settings and the index gate of one collection: its report
     and problems. Recall is reported beside the gate (see index_gate.py), never a verdict.
 
@@ -155,7 +157,7 @@ def collection_verdict(source: CollectionInfo, target: CollectionInfo, share: Ra
                                                     str(source.index.get("space", "l2")), k)
         allowed = recall_tolerance(source_recall, len(truth) * k)
         found = index_gate.self_retrieval(str(source.index.get("space", "l2")), share.best, answered, target_db,
-                                          source.name, queries_file, k, _orphans(health))
+                                          source.name, queries_file, k, _orphans(health), source_db)
         recall = {"queries": len(truth), "k": k, "source_recall": round(source_recall, 4),
                   "target_recall": round(target_recall, 4), "allowed_drop": round(allowed, 4),
                   "self_retrieval": found.to_dict()}
@@ -165,6 +167,10 @@ def collection_verdict(source: CollectionInfo, target: CollectionInfo, share: Ra
                          "(every stored vector sampled was still found)")
         if problem := index_gate.self_retrieval_problem(found, share.best):
             problems.append(problem)
+        if found.missed_by_source_too:
+            notes.append(f"{len(found.missed_by_source_too)} of {found.checked} sampled stored vectors are found by "
+                         f"neither the target's graph nor the source's own, walked with ef {index_gate.WIDE_EF}: "
+                         "elements the source's graph already could not reach")
         if found.orphans:
             notes.append(f"{len(found.orphans)} of {found.checked} sampled stored vectors belong to elements no "
                          "search path reaches; the index health check judges those")
@@ -267,6 +273,24 @@ class VerifyRequest:
     target_nearest: dict[str, list[list[str]]] | None = None
     text: TextAnswers | None = None
     sample_queries: dict[str, list[dict[str, Any]]] | None = None
+    source_side: SourceSide | None = None
+
+
+@dataclass
+class SourceSide:
+    """What verification reads of the source alone, read while the target is being made (a
+    migration's target process leaves this process idle): per collection its count and its own
+    graph's answers to the recall queries, and its index health, the baseline of a carried graph."""
+
+    answers: dict[str, tuple[int, list[list[str]] | None]]
+    baselines: dict[str, IndexHealth]
+
+
+def read_source_side(source_db: Path, names: list[str], query_sets: dict[str, QuerySet]) -> SourceSide:
+    """The source's share of `verify_databases`, computed ahead (the same functions it calls itself)."""
+    with open_database(source_db) as source:
+        baselines = {name: check_index_health(source.collection(name), name) for name in names}
+        return SourceSide(_answers_of(source, names, query_sets), baselines)
 
 
 def verify_databases(request: VerifyRequest) -> dict[str, Any]:
@@ -317,7 +341,7 @@ def verify_databases(request: VerifyRequest) -> dict[str, Any]:
                 results, text_found = _compare_native(
                     sources, target_info, present, plans, Path(source_db), Path(target_db), source_version,
                     target_version, query_sets, target_nearest, source_plans is not None, workers, phases,
-                    scratch, text)
+                    scratch, text, request.source_side)
             sample = (behaviour.compare_sample_answers(sample_queries, asked.result(), source_version,
                                                        target_version) if asked and sample_queries else (0, [], []))
     problems += [f"{r['collection']}: {p}" for r in results for p in r["problems"]]
@@ -333,13 +357,13 @@ def _compare_native(sources: dict[str, CollectionInfo], target_info: Any, presen
                     plans: dict[str, CollectionPlan], source_db: Path, target_db: Path, source_version: str,
                     target_version: str, query_sets: dict[str, QuerySet],
                     target_nearest: dict[str, list[list[str]]] | None, exported: bool, workers: int,
-                    phases: PhaseLog, scratch: Path, text: TextAnswers | None,
+                    phases: PhaseLog, scratch: Path, text: TextAnswers | None, side: SourceSide | None = None,
                     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Both sides read in place by the native reader, the id ranges shared among `workers` processes.
 
     Meanwhile this process counts the source and walks its hnsw graph for its recall
-    answers; the target's chromadb answers on a scratch copy unless the migration already
-    asked it.
+    answers (unless `side` holds them, read while the target was made); the target's chromadb
+    answers on a scratch copy unless the migration already asked it.
     """
     pick_queries(source_db, plans, {name: query_sets[name] for name in present if name in query_sets})
     jobs = []
@@ -350,15 +374,19 @@ def _compare_native(sources: dict[str, CollectionInfo], target_info: Any, presen
         queries = str(query.file) if query and query.file.is_file() else None
         for position in range(min(workers, len(ranges))):
             jobs.append((name, str(sources[name].index.get("space", "l2")), ranges[position::workers], queries))
-    pages_alike = None
+    pages_alike, vectors_alike = None, dict.fromkeys(present, False)
     if not exported:  # proved once here rather than by every worker (it reads both tables' pages)
         with StoredRowsComparer(source_db, target_db) as rows:
             pages_alike = rows.pages_alike
+        with open_database(source_db) as source, open_database(target_db) as target:
+            vectors_alike = {name: vectors_proven_alike(source.collection(name), target.collection(name), source_db,
+                                                        target_db) for name in present}
     with (watched_progress_file(phases.progress) as progress_file, _range_pool(workers) as pool,
           ThreadPoolExecutor(max_workers=3) as asking):
         # The worker processes first: they may be forked, which is only safe before any thread starts.
         futures = [pool.submit(compare_native_ranges, str(source_db), str(target_db), name, space, group, queries,
-                               RECALL_K, pages_alike, progress_file) for name, space, group, queries in jobs]
+                               RECALL_K, pages_alike, progress_file, vectors_alike[name])
+                   for name, space, group, queries in jobs]
         # chromadb writes to what it opens, and must not race the native reads: it gets its own copy,
         # unless the migration's own target process already answered everything.
         answered_in_passing = target_nearest is not None and text is not None and text.target_answers is not None
@@ -369,8 +397,8 @@ def _compare_native(sources: dict[str, CollectionInfo], target_info: Any, presen
         # After the recall answers: two chromadb processes never open one copy at once.
         texts = asking.submit(lambda: (copied and copied.result(), asked and asked.result(), _text_answers(
             source_db, target_db, copy, plans, present, source_version, target_version, scratch, text))[2])
-        source_answers = _source_answers(source_db, present, query_sets)
-        health = index_health(source_db, target_db, present)
+        source_answers = side.answers if side is not None else _source_answers(source_db, present, query_sets)
+        health = index_health(source_db, target_db, present, side.baselines if side is not None else None)
         by_name: dict[str, list[RangeShare]] = {}
         for job, future in zip(jobs, futures, strict=True):
             by_name.setdefault(job[0], []).append(future.result())
@@ -385,19 +413,24 @@ def _compare_native(sources: dict[str, CollectionInfo], target_info: Any, presen
         results.append(collection_verdict(sources[name], target_info.collection(name), share,
                                           share.source_count or 0, lambda n=source_nearest: n,
                                           lambda n=name: answered.get(n), target_db,
-                                          query.file if query and query.file.is_file() else None, health[name]))
+                                          query.file if query and query.file.is_file() else None, health[name],
+                                          source_db))
     return results, text_report
 
 
-def index_health(source_db: Path, target_db: Path, names: list[str]) -> dict[str, IndexHealth]:
+def index_health(source_db: Path, target_db: Path, names: list[str],
+                 baselines: dict[str, IndexHealth] | None = None) -> dict[str, IndexHealth]:
     """Each target index's deterministic health. A graph the migration carried over (the same vector
     segment on both sides: an upgrade) must still reach every id the source's reached; a graph built
-    anew is judged alone (hnswlib's pruning leaves a few elements unreachable in sound indexes)."""
+    anew is judged alone (hnswlib's pruning leaves a few elements unreachable in sound indexes).
+    `baselines` are the source's own health, when already read (`read_source_side`)."""
     found = {}
     with open_database(source_db) as source, open_database(target_db) as target:
         for name in names:
             mine, theirs = source.collection(name), target.collection(name)
-            baseline = check_index_health(mine, name) if _graph_carried(mine, theirs, source_db, target_db) else None
+            baseline = None
+            if _graph_carried(mine, theirs, source_db, target_db):
+                baseline = (baselines or {}).get(name) or check_index_health(mine, name)
             found[name] = check_index_health(theirs, name, baseline if baseline and baseline.passed else None)
     return found
 
@@ -442,13 +475,19 @@ def _text_answers(source_db: Path, target_db: Path, target_copy: Path | None, pl
 def _source_answers(db: Path, names: list[str], query_sets: dict[str, QuerySet],
                     ) -> dict[str, tuple[int, list[list[str]] | None]]:
     """Each collection's count and the source's own answers to its recall queries, its hnsw graph walked natively."""
-    answers = {}
     with open_database(db) as native:
-        for name in names:
-            collection, query = native.collection(name), query_sets.get(name)
-            count = collection.count
-            asked = query is not None and query.file.is_file() and count
-            answers[name] = (count, nearest_ids(collection, np.load(query.file), RECALL_K) if asked else None)
+        return _answers_of(native, names, query_sets)
+
+
+def _answers_of(native: Any, names: list[str], query_sets: dict[str, QuerySet],
+                ) -> dict[str, tuple[int, list[list[str]] | None]]:
+    """`_source_answers` on a database already open (read_source_side opens the source once for both parts)."""
+    answers = {}
+    for name in names:
+        collection, query = native.collection(name), query_sets.get(name)
+        count = collection.count
+        asked = query is not None and query.file.is_file() and count
+        answers[name] = (count, nearest_ids(collection, np.load(query.file), RECALL_K) if asked else None)
     return answers
 
 

@@ -33,7 +33,7 @@ def die_with_parent() -> None:
 
 
 def _operations():
-    from chroma_migrate.worker import read_ops, reader_ops, text_ops, write_ops
+    from chroma_migrate.worker import read_ops, reader_ops, text_ops, transplant_ops, write_ops
 
     return {
         "facts": read_ops.facts,
@@ -48,6 +48,10 @@ def _operations():
         "text_queries": text_ops.text_queries,
         "sample_queries": text_ops.sample_queries,
         "smoke_read": reader_ops.smoke_read,
+        "seed_write_log": transplant_ops.seed_write_log,
+        "write_index_metadata": transplant_ops.write_index_metadata,
+        "prove_readable": transplant_ops.prove_readable,
+        "prove_reopened": transplant_ops.prove_reopened,
     }
 
 

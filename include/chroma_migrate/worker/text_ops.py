@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import shutil
+import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -29,18 +30,23 @@ from chroma_migrate.worker.chroma_client import (
     open_client,
     write_records,
 )
+from chroma_migrate.worker.sample_database import SampleDatabaseError, write_sample_database
 
 # An answer larger than this comes back as its count and digest only (the ids would flood the reply).
 ANSWER_IDS_LIMIT = 20_000
 DEFAULT_NEAR_RESULTS = 10
 
 
-def text_queries(path: str | None, jobs: list[dict[str, Any]], scratch_dir: str | None = None) -> dict[str, Any]:
-    """Worker operation: open `path` (None: fresh answers only) and answer every job's queries."""
-    return answer_text_queries(Clients(path) if path else None, jobs, scratch_dir)
+def text_queries(path: str | None, jobs: list[dict[str, Any]], scratch_dir: str | None = None,
+                 whole_target: bool = False) -> dict[str, Any]:
+    """Worker operation: open `path` (None: fresh answers only) and answer every job's queries
+    (`whole_target`: a 1.x target is asked itself, not its sample database; for the tests that
+    hold the two to the same answers)."""
+    return answer_text_queries(Clients(path) if path else None, jobs, scratch_dir, whole_target)
 
 
-def answer_text_queries(target: Any, jobs: list[dict[str, Any]], scratch_dir: str | None = None) -> dict[str, Any]:
+def answer_text_queries(target: Any, jobs: list[dict[str, Any]], scratch_dir: str | None = None,
+                        whole_target: bool = False) -> dict[str, Any]:
     """Per job: the sampled ids each query returns on `target` and on a fresh database of this version.
 
     `target` is a `chroma_client.Clients`, a chromadb client or None; it lets the load and describe
@@ -54,9 +60,11 @@ def answer_text_queries(target: Any, jobs: list[dict[str, Any]], scratch_dir: st
     try:
         fresh_path = scratch / "fresh"
         fresh_path.mkdir()
+        samples = {job["label"]: exchange.read_batch(Path(job["sample_file"])) for job in jobs}
+        target, asked_of = (target, "target") if whole_target else _sampled_target(target, jobs, samples, scratch)
         answers: dict[str, Any] = {}
         for number, job in enumerate(jobs):
-            records = exchange.read_batch(Path(job["sample_file"]))
+            records = samples[job["label"]]
             started = time.perf_counter()
             if fresh_client is None:
                 fresh_client = open_client(str(fresh_path))
@@ -87,7 +95,7 @@ def answer_text_queries(target: Any, jobs: list[dict[str, Any]], scratch_dir: st
                     target_seconds += time.perf_counter() - lap
                 queried.append(answer)
             answers[job["label"]] = {
-                "sample_size": len(records), "answers": queried,
+                "sample_size": len(records), "answers": queried, "asked_of": asked_of,
                 "seconds": {"fresh_build": round(built - started, 4), "fresh_queries": round(fresh_seconds, 4),
                             "target_queries": round(target_seconds, 4)},
             }
@@ -99,10 +107,30 @@ def answer_text_queries(target: Any, jobs: list[dict[str, Any]], scratch_dir: st
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _sampled_target(target: Any, jobs: list[dict[str, Any]], samples: dict[str, exchange.RecordBatch],
+                    scratch: Path) -> tuple[Any, str]:
+    """For a 1.x target, the clients of a copy holding only its rows of the sampled records
+    (sample_database.py: same answers on the sample, without 1.x's scan of every record per
+    query), and what was asked: "sample database", or "target" where no such copy can be made
+    (a 0.x target applies `ids` first, a plain chromadb client has no path)."""
+    if target is None or not IS_RUST_CORE or not isinstance(target, Clients):
+        return target, "target"
+    try:
+        out = write_sample_database(Path(target.path), scratch / "sampled-target",
+                                    {_where(job): samples[job["label"]].ids for job in jobs})
+    except (SampleDatabaseError, sqlite3.Error) as exc:
+        return target, f"target (no sample database: {exc})"
+    return Clients(str(out)), "sample database"
+
+
+def _where(job: dict[str, Any]) -> tuple[str, str, str]:
+    return (job.get("tenant") or dbfile.DEFAULT_TENANT, job.get("database") or dbfile.DEFAULT_DATABASE,
+            job["collection"])
+
+
 def _target_collection(target: Any, job: dict[str, Any]):
     """The job's collection on the target, whichever kind of client the caller holds."""
-    tenant = job.get("tenant") or dbfile.DEFAULT_TENANT
-    database = job.get("database") or dbfile.DEFAULT_DATABASE
+    tenant, database, _ = _where(job)
     if hasattr(target, "for_database"):
         return get_collection(target.for_database(tenant, database), job["collection"])
     if (tenant, database) == (dbfile.DEFAULT_TENANT, dbfile.DEFAULT_DATABASE):
@@ -127,8 +155,9 @@ def _ask(handle, ids: list[str], query: dict[str, Any]) -> tuple[list[str] | Non
 
     1.x evaluates a filter over the whole collection before it applies `ids` (0.5-1.5 s a query
     at 50,000 records, against 0.03-0.25 s without `ids`), so there the query runs unrestricted
-    and is intersected with the sample here: the same answer, at the cost of holding the
-    matching ids (not records) for a moment. 0.x is asked with `ids`, which it applies first.
+    and is intersected with the sample here: the same answer. On a 1.x target `handle` is
+    normally the sample database's (`_sampled_target`), which holds only the sampled records.
+    0.x is asked with `ids`, which it applies first.
     """
     if not ids:
         return [], None
