@@ -41,3 +41,15 @@ def test_the_cases_cover_the_issues_findings_and_every_kind_of_input():
     targets = {c["mutation"]["target"].split("/")[-1] for c in CASES}
     assert {"chroma.sqlite3", "embeddings_queue", "index_metadata.pickle", "link_lists.bin", "header.bin",
             "data_level0.bin"} <= targets
+
+
+def test_a_case_s_peak_is_its_own_and_not_the_harness_s(tmp_path):
+    """A forked child starts with every page of the harness mapped, and a pytest worker grows with the
+    tests it ran before: the bound must judge what the case itself adds."""
+    case = CASES[0]
+    ballast = bytearray(600 * 2**20)  # a harness grown well past the bound
+    ballast[:: 4096] = b"\1" * len(range(0, len(ballast), 4096))  # touched: resident, copied into the fork
+    result = run_case(seed_database(FIXTURE_CACHE, case["version"]), case["version"], case["mutation"], tmp_path, None)
+    del ballast
+    assert result.finding is None, result.finding
+    assert 0 < result.peak_rss_mib < MEMORY_MIB, result.peak_rss_mib

@@ -51,7 +51,7 @@ class CaseResult:
     steps: dict[str, Any] = field(default_factory=dict)
     step_outcomes: dict[str, str] = field(default_factory=dict)  # "inspect" and "read": "ok" or "refused:<kind>"
     seconds: float = 0.0
-    peak_rss_mib: float = 0.0
+    peak_rss_mib: float = 0.0  # the child's peak above its size at the fork (its own use)
     digest: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,6 +102,7 @@ def _child(db: Path, out: Path, memory_bound: int) -> None:
     """In the forked child: bound memory, run both steps, write what happened; never returns."""
     code = 70
     try:
+        _start_file(out).write_text(str(_resident_bytes()))  # what the fork mapped, before the case's own work
         soft = _address_space() + memory_bound
         resource.setrlimit(resource.RLIMIT_AS, (soft, soft))
 
@@ -132,11 +133,32 @@ def _child(db: Path, out: Path, memory_bound: int) -> None:
     os._exit(code)
 
 
-def _address_space() -> int:
+def _status_bytes(field_name: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmSize:"):
+        if line.startswith(field_name + ":"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def _address_space() -> int:
+    return _status_bytes("VmSize")
+
+
+def _resident_bytes() -> int:
+    return _status_bytes("VmRSS")
+
+
+def _start_file(out: Path) -> Path:
+    return out.with_suffix(".start-rss")
+
+
+def _own_peak_mib(usage: Any, start_file: Path) -> float:
+    """The child's peak above its size at the start: a forked child begins with the harness's pages
+    mapped, and a pytest worker grows with the tests it ran before."""
+    if usage is None:
+        return 0.0
+    start = int(start_file.read_text() or 0) if start_file.is_file() else 0
+    return round(max(0, usage.ru_maxrss * 1024 - start) / 2**20, 1)
 
 
 Oracle = Callable[[Path, str], "dict[str, str] | str | None"]  # None: not checked (its budget is spent)
@@ -163,12 +185,13 @@ def run_case(seed: Path, version: str, mutation: Mutation, work: Path, baseline:
     out = Path(work) / "result.json"
     out.unlink(missing_ok=True)
     started = time.monotonic()
+    _start_file(out).unlink(missing_ok=True)
     pid = os.fork()
     if pid == 0:
         _child(db, out, memory_bound)
     status, usage = _wait(pid, time_bound)
     result.seconds = round(time.monotonic() - started, 3)
-    result.peak_rss_mib = round(usage.ru_maxrss / 1024, 1) if usage else 0.0
+    result.peak_rss_mib = _own_peak_mib(usage, _start_file(out))
     _judge(result, status, out, before, db, baseline)
     if result.outcome == "ok_changed" and oracle is not None:
         _ask_writer(result, oracle(db, version))

@@ -17,7 +17,8 @@ def render_summary(summary: dict[str, Any]) -> str:
     lines += ["", "| outcome | cases |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in summary["outcomes"].items()]
     longest = summary["longest_case"] or {}
-    lines += ["", f"Peak memory of a case: {summary['peak_rss_mib']} MiB (max RSS of its child process). "
+    lines += ["", f"Peak memory of a case: {summary['peak_rss_mib']} MiB (what its child added to its size "
+                  "at the fork). "
                   f"Longest case: {longest.get('seconds')} s ({longest.get('version')}, "
                   f"{longest.get('mutation', {}).get('target')} {longest.get('mutation', {}).get('op')}: "
                   f"{longest.get('outcome')}). Changed answers checked against the writing version: "
