@@ -22,6 +22,7 @@ from chroma_migrate.verification.verify import VerifyRequest, verify_databases
 from chroma_migrate.worker_client import run_worker
 from chroma_migrate_testkit.fixtures import cached_database, receipt_spec
 from tests.conftest import FIXTURE_CACHE
+from tests.native import hnsw_damage as damage
 
 pytestmark = pytest.mark.integration
 
@@ -59,6 +60,24 @@ def test_an_upgrades_carried_vectors_are_proven_by_their_files_and_it_verifies(u
     carried = _records(report, CARRIED)
     assert carried["vectors_by_files"] == carried["identical"] == carried["source_count"] > 0
     assert _records(report, "log_only")["vectors_by_files"] == 0  # its vectors are only in the log: read both
+    health = _health(report, CARRIED)  # the same bytes: the source's health check stands for the target's
+    assert health["reachable"] == health["live"] > 0 and str(target) in health["folder"]
+    assert any("byte for byte: the source's health check stands for it" in note for note in health["notes"])
+
+
+def _health(report: dict, name: str) -> dict:
+    return next(r for r in report["collections"] if r["collection"] == name)["recall"]["index_health"]
+
+
+def test_a_target_graph_with_lost_links_is_checked_on_its_own_bytes_and_fails(upgraded, tmp_path: Path):
+    source, target = upgraded
+    damaged = _copy(target, tmp_path)
+    victims = damage.zero_lists(damage.segment_folder(damaged, CARRIED))  # vectors kept, links gone
+    assert len(victims) and not _alike(source, damaged)
+    report = verify_databases(VerifyRequest(source, damaged, source_version="1.0.20", target_version="1.5.9"))
+    assert not report["passed"]
+    assert any(f"{len(victims)} live elements have no level-0 links" in p for p in report["problems"]), report
+    assert not any("stands for it" in note for note in _health(report, CARRIED)["notes"])
 
 
 def test_one_changed_vector_in_the_hnsw_file_is_read_and_found(upgraded, tmp_path: Path):

@@ -18,7 +18,7 @@ import tempfile
 import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -398,7 +398,8 @@ def _compare_native(sources: dict[str, CollectionInfo], target_info: Any, presen
         texts = asking.submit(lambda: (copied and copied.result(), asked and asked.result(), _text_answers(
             source_db, target_db, copy, plans, present, source_version, target_version, scratch, text))[2])
         source_answers = side.answers if side is not None else _source_answers(source_db, present, query_sets)
-        health = index_health(source_db, target_db, present, side.baselines if side is not None else None)
+        health = index_health(source_db, target_db, present, side.baselines if side is not None else None,
+                              vectors_alike)
         by_name: dict[str, list[RangeShare]] = {}
         for job, future in zip(jobs, futures, strict=True):
             by_name.setdefault(job[0], []).append(future.result())
@@ -419,11 +420,15 @@ def _compare_native(sources: dict[str, CollectionInfo], target_info: Any, presen
 
 
 def index_health(source_db: Path, target_db: Path, names: list[str],
-                 baselines: dict[str, IndexHealth] | None = None) -> dict[str, IndexHealth]:
+                 baselines: dict[str, IndexHealth] | None = None,
+                 same_files: dict[str, bool] | None = None) -> dict[str, IndexHealth]:
     """Each target index's deterministic health. A graph the migration carried over (the same vector
     segment on both sides: an upgrade) must still reach every id the source's reached; a graph built
     anew is judged alone (hnswlib's pruning leaves a few elements unreachable in sound indexes).
-    `baselines` are the source's own health, when already read (`read_source_side`)."""
+    `baselines` are the source's own health, when already read (`read_source_side`). Where
+    `same_files` says the target's segment folder and write log are the source's, byte for byte
+    (vector_identity.vectors_proven_alike), the check would read the very bytes the source's did:
+    the source's health is the target's."""
     found = {}
     with open_database(source_db) as source, open_database(target_db) as target:
         for name in names:
@@ -431,8 +436,18 @@ def index_health(source_db: Path, target_db: Path, names: list[str],
             baseline = None
             if _graph_carried(mine, theirs, source_db, target_db):
                 baseline = (baselines or {}).get(name) or check_index_health(mine, name)
+            if baseline is not None and (same_files or {}).get(name):
+                found[name] = _health_of_same_files(baseline, Path(target_db) / str(theirs.facts.vector_segment))
+                continue
             found[name] = check_index_health(theirs, name, baseline if baseline and baseline.passed else None)
     return found
+
+
+def _health_of_same_files(source: IndexHealth, target_folder: Path) -> IndexHealth:
+    note = ("the target's segment folder and write log are the source's, byte for byte: the source's "
+            "health check stands for it")
+    return replace(source, folder=str(target_folder), unreachable_ids=list(source.unreachable_ids),
+                   problems=list(source.problems), notes=[*source.notes, note])
 
 
 def _graph_carried(source: NativeCollection, target: NativeCollection, source_db: Path, target_db: Path) -> bool:
@@ -492,7 +507,11 @@ def _answers_of(native: Any, names: list[str], query_sets: dict[str, QuerySet],
 
 
 class _InProcess:
-    """The executor interface, run right here: one verification worker needs no process of its own."""
+    """The executor interface, run right here: one verification worker needs no process of its own.
+
+    Each call runs when its result is first asked for, not when it is submitted, so that the
+    threads started after the submissions (the full-text checks, the target's answers) work
+    beside it instead of after it."""
 
     def __enter__(self) -> _InProcess:
         return self
@@ -500,13 +519,25 @@ class _InProcess:
     def __exit__(self, *_exc: object) -> None:
         return None
 
-    def submit(self, function: Callable[..., Any], *args: Any) -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(function(*args))
-        except BaseException as exc:  # delivered where the result is asked for, like a pool would
-            future.set_exception(exc)
-        return future
+    def submit(self, function: Callable[..., Any], *args: Any) -> _Deferred:
+        return _Deferred(function, args)
+
+
+class _Deferred:
+    """A call made on the first `result()`; an exception is raised there, as a pool's future would."""
+
+    def __init__(self, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self._call: Callable[[], Any] | None = lambda: function(*args)
+        self._done: Future = Future()
+
+    def result(self) -> Any:
+        if self._call is not None:
+            call, self._call = self._call, None
+            try:
+                self._done.set_result(call())
+            except BaseException as exc:
+                self._done.set_exception(exc)
+        return self._done.result()
 
 
 def _range_pool(workers: int) -> Any:
