@@ -8,6 +8,7 @@ message that says what to do.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,13 +81,23 @@ def reader_for(signature: dict[str, int]) -> ChromaVersion:
     raise UnsupportedVersionError(f"No supported chromadb version can open schema {signature}.")
 
 
+def _quick_check(path: Path) -> list[str]:
+    with dbfile.open_readonly(path) as conn:
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+    return [] if problems == ["ok"] else problems
+
+
 def describe_database(path: Path) -> DatabaseInfo:
     """Facts from the native reader, in place: SQLite read-only, the segment folders checked, nothing written."""
     path = Path(path)
     _check_directory(path)
-    cached_account(path)  # closed world: an unknown table, segment kind or row refuses the run here
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        # Two passes over the file at once (SQLite leaves the GIL while it reads); the account's
+        # refusal comes first, as when they ran one after the other.
+        checked = beside.submit(_quick_check, path)
+        cached_account(path)  # closed world: an unknown table, segment kind or row refuses the run here
     with open_database(path) as db:
-        problems = db.sql.quick_check()
+        problems = checked.result() if checked.exception() is None else db.sql.quick_check()
         if problems:
             raise CorruptDatabaseError(
                 "sqlite_corrupt", db.sql.path, f"is damaged: {'; '.join(problems[:3])}.",

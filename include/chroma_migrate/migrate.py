@@ -251,11 +251,13 @@ def _recall_queries(state: MigrationState) -> tuple[dict[str, CollectionPlan], d
 def _upgrade(state: MigrationState) -> dict[str, Any]:
     """Copy, let the target open (and migrate) the copy and answer the recall queries in the same
     process, drop unselected collections, verify natively."""
-    with state.phases.phase("upgrade: copy", total=state.info.size_bytes, unit="bytes"):
-        # A snapshot downloaded from S3 carries its version's manifest; the new version gets its own.
-        shutil.copytree(state.info.path, state.target_db, ignore=shutil.ignore_patterns(MANIFEST_NAME),
-                        copy_function=counting_copy(state.phases.progress))
-    plans, query_sets, text = _recall_queries(state)
+    with ThreadPoolExecutor(max_workers=1) as ahead:  # the copy is the kernel's work: read the source meanwhile
+        prepared = ahead.submit(_recall_queries, state)
+        with state.phases.phase("upgrade: copy", total=state.info.size_bytes, unit="bytes"):
+            # A snapshot downloaded from S3 carries its version's manifest; the new version gets its own.
+            shutil.copytree(state.info.path, state.target_db, ignore=shutil.ignore_patterns(MANIFEST_NAME),
+                            copy_function=counting_copy(state.phases.progress))
+        plans, query_sets, text = prepared.result()
     with ThreadPoolExecutor(max_workers=1) as beside:  # the source's share of verification, meanwhile
         source_side = beside.submit(read_source_side, Path(state.info.path), state.names, query_sets)
         with state.phases.phase("upgrade: open with target"):

@@ -127,6 +127,16 @@ def test_a_sampled_orphan_the_source_also_orphans_is_left_to_the_health_check(up
     assert same_graph.missed_by_source_too and sorted(same_graph.missed + same_graph.missed_by_source_too) == sorted(
         alone.missed)
 
+    # A source whose segment folder and log are the target's, byte for byte (what an upgrade that had
+    # nothing to apply leaves): its walk is not repeated, and what it would have said is what it says.
+    twin = tmp_path / "twin"
+    shutil.copytree(both["target"], twin)
+    walked = index_gate.self_retrieval("l2", best, None, both["target"], "churn", queries, 10, source_db=twin)
+    taken = index_gate.self_retrieval("l2", best, None, both["target"], "churn", queries, 10, source_db=twin,
+                                      same_graph=True)
+    assert walked.missed_by_source_too and taken.to_dict() == walked.to_dict()
+    assert taken.missed_by_source_too == walked.missed_by_source_too
+
 
 def test_the_undamaged_source_excuses_none_of_what_the_target_alone_lost(upgraded, tmp_path):
     """The tolerance for misses the source's graph also makes must not excuse a loss: every element cut

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import pickle
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,11 @@ class IdMap:
     dimensionality: int | None
     legacy_max_seq_id: int | None  # 0.4 kept the vector watermark here
     newest_seq_id: int | None = None  # 0.x: the highest write-log row any mapped id was written by (id_to_seq_id)
+
+    @cached_property
+    def label_to_id(self) -> dict[int, str]:
+        """The inverse (the load checked the pickle's own inverse against it), built once per shared map."""
+        return {label: record_id for record_id, label in self.id_to_label.items()}
 
 
 # Id maps this process has loaded, by content: one verification opens a segment's map several times

@@ -18,9 +18,13 @@ def nearest_ids(collection: NativeCollection, queries: np.ndarray, k: int, ef: i
         return [[] for _ in range(len(queries))]
     segment = collection.vectors
     sources = segment.sources
-    live = {label: record_id for record_id, label in sources.persisted.items() if sources.label_of(record_id)}
-    stale = min(len(sources.persisted) - len(live), MAX_OVERQUERY)
-    searcher = GraphSearcher(segment.files) if segment.files is not None and live else None
+    # Persisted ids the log deleted or replaced: their graph entries are stale (looked up per hit, as a
+    # dict of every live label costs a second per call at a million ids).
+    stale_ids = sources.removed | {record_id for record_id in sources.from_log if record_id in sources.persisted}
+    stale = min(len(stale_ids), MAX_OVERQUERY)
+    label_to_id = segment.id_map.label_to_id
+    has_live = len(sources.persisted) > len(stale_ids)
+    searcher = GraphSearcher(segment.files) if segment.files is not None and has_live else None
     log_ids = sorted(sources.from_log)
     log_vectors = segment.vectors_for(log_ids) if log_ids else np.zeros((0, segment.spec.dimension), np.float32)
     if collection.space == "cosine" and len(log_vectors):
@@ -31,8 +35,9 @@ def nearest_ids(collection: NativeCollection, queries: np.ndarray, k: int, ef: i
         hits: list[tuple[float, str]] = []
         if searcher is not None:
             for distance, label in searcher.search(query, k + stale, ef + stale):
-                if label in live:
-                    hits.append((distance, live[label]))
+                record_id = label_to_id.get(label)
+                if record_id is not None and sources.label_of(record_id) == label:
+                    hits.append((distance, record_id))
         if log_ids:
             q = normalised(query) if collection.space == "cosine" else query
             hits += zip(distances(collection.space, q, log_vectors).tolist(), log_ids, strict=True)

@@ -47,6 +47,7 @@ class VectorSegment:
         self.folder = Path(db_path) / spec.segment_id
         self.files: HnswFiles | None = None
         id_map = self._open_index()
+        self.id_map = id_map
         self.watermark = spec.watermark if spec.watermark is not None else (id_map.legacy_max_seq_id or 0)
         self._refuse_index_ahead(id_map, fmt)
         self.recovered: set[str] = set()

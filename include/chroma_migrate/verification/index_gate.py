@@ -71,11 +71,14 @@ def own_vectors(best: list[list[tuple[float, str]]], space: str) -> list[set[str
 
 def self_retrieval(space: str, best: list[list[tuple[float, str]]], answers: list[list[str]] | None,
                    target_db: Path, name: str, queries_file: Path | None, k: int,
-                   unreachable: frozenset[str] = frozenset(), source_db: Path | None = None) -> SelfRetrieval:
+                   unreachable: frozenset[str] = frozenset(), source_db: Path | None = None,
+                   same_graph: bool = False) -> SelfRetrieval:
     """Count the queries whose own record the target answers; walk the target's graph for the rest.
     `unreachable` holds the ids the health check found no search path to: a miss whose records
     are all among them is set aside as an orphan for that check's verdict. With `source_db`, a
-    miss the source's graph also makes is set aside as the source's own."""
+    miss the source's graph also makes is set aside as the source's own. `same_graph` says the
+    target's segment folder and write log are the source's byte for byte: walking the source's
+    graph would read the very bytes the target's walk read, so its misses are the source's."""
     own = own_vectors(best, space)
     result = SelfRetrieval()
     answers = answers or [[] for _ in own]
@@ -98,7 +101,8 @@ def self_retrieval(space: str, best: list[list[tuple[float, str]]], answers: lis
     result.orphans = [row for row in misses if own[row] <= unreachable]
     misses = [row for row in misses if not own[row] <= unreachable]
     if misses and queries_file is not None and source_db is not None:
-        result.missed_by_source_too = _missed_by_source(source_db, name, np.load(queries_file)[misses], misses, own, k)
+        result.missed_by_source_too = list(misses) if same_graph else _missed_by_source(
+            source_db, name, np.load(queries_file)[misses], misses, own, k)
         misses = [row for row in misses if row not in result.missed_by_source_too]
     result.missed = misses
     return result

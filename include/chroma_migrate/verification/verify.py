@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from chroma_migrate import dbfile
 from chroma_migrate.batches import CollectionPlan, QuerySet, export_collections, plan_collections, process_pool
 from chroma_migrate.collection_spec import schema_customisations
 from chroma_migrate.errors import MigrationError
@@ -137,7 +138,7 @@ def collection_verdict(source: CollectionInfo, target: CollectionInfo, share: Ra
                        source_nearest: Callable[[], list[list[str]] | None],
                        target_nearest: Callable[[], list[list[str]] | None], target_db: Path,
                        queries_file: Path | None, health: IndexHealth | None = None,
-                       source_db: Path | None = None) -> dict[str, Any]:
+                       source_db: Path | None = None, same_graph: bool = False) -> dict[str, Any]:
     """Records (the merged comparison), settings and the index gate of one collection: its report
     and problems. Recall is reported beside the gate (see index_gate.py), never a verdict.
 
@@ -157,7 +158,7 @@ def collection_verdict(source: CollectionInfo, target: CollectionInfo, share: Ra
                                                     str(source.index.get("space", "l2")), k)
         allowed = recall_tolerance(source_recall, len(truth) * k)
         found = index_gate.self_retrieval(str(source.index.get("space", "l2")), share.best, answered, target_db,
-                                          source.name, queries_file, k, _orphans(health), source_db)
+                                          source.name, queries_file, k, _orphans(health), source_db, same_graph)
         recall = {"queries": len(truth), "k": k, "source_recall": round(source_recall, 4),
                   "target_recall": round(target_recall, 4), "allowed_drop": round(allowed, 4),
                   "self_retrieval": found.to_dict()}
@@ -305,45 +306,56 @@ def verify_databases(request: VerifyRequest) -> dict[str, Any]:
     sample_queries = behaviour.validate_sample_queries(request.sample_queries)
     phases = phases or PhaseLog()
     source_info = source_info or describe_database(source_db)
-    target_info = describe_database(target_db)
-    source_version = source_version or source_info.reader_version
-    target_version = target_version or target_info.reader_version
-    names = collections or [c.name for c in source_info.collections]
-    behaviour.check_sample_collections(sample_queries, names)
-    sources = {name: source_info.collection(name) for name in names}
-    target_names = {c.name for c in target_info.collections}
+    with ThreadPoolExecutor(max_workers=1) as describing:
+        # Describing the target (its SQL account, the closed-world refusal, and a quick_check) takes
+        # seconds at a million records: it runs beside the comparison, which needs only its names.
+        described = describing.submit(describe_database, target_db)
+        target_names = _target_names(target_db, described)
+        if target_version is None:
+            target_version = described.result().reader_version
+        source_version = source_version or source_info.reader_version
+        names = collections or [c.name for c in source_info.collections]
+        behaviour.check_sample_collections(sample_queries, names)
+        sources = {name: source_info.collection(name) for name in names}
+        present = [name for name in names if name in target_names]
+        target_info = _Described(described)
+        with tempfile.TemporaryDirectory(prefix="chroma-migrate-verify-", dir=work_dir) as scratch_dir:
+            scratch = Path(scratch_dir)
+            dimensions = {name: sources[name].dimension for name in present}
+            known = source_plans if source_plans is not None else plans
+            plans = ({name: known[name] for name in present} if known is not None
+                     else plan_collections(Path(source_db), dimensions, batch_size))
+            query_sets = query_sets if query_sets is not None else query_sets_for(present, scratch)
+            text_found: dict[str, Any] = {}
+            try:
+                with ThreadPoolExecutor(max_workers=3) as sampling:
+                    asked = behaviour.start_sample_queries(sampling, sample_queries, Path(source_db),
+                                                           Path(target_db), source_version, target_version, scratch)
+                    if reader == "runtime":
+                        results = _compare_runtime(sources, target_info, present, plans, Path(source_db),
+                                                   Path(target_db), source_version, target_version, query_sets,
+                                                   source_plans is None, workers, phases, scratch)
+                    else:
+                        results, text_found = _compare_native(
+                            sources, target_info, present, plans, Path(source_db), Path(target_db), source_version,
+                            target_version, query_sets, target_nearest, source_plans is not None, workers, phases,
+                            scratch, text, request.source_side)
+                    sample = (behaviour.compare_sample_answers(sample_queries, asked.result(), source_version,
+                                                               target_version)
+                              if asked and sample_queries else (0, [], []))
+            except BaseException:
+                described.result()  # a refusal of the target explains a failed read of it best
+                raise
+        full_target = described.result()
     problems = [f"{name}: missing in the target" for name in names if name not in target_names]
     if not collections:
-        problems += _database_problems(source_info, target_info)
+        problems += _database_problems(source_info, full_target)
     # The first layer, independent of the native reader and the exchange files: SQL counts of both files.
     account_notes: list[str] = []
     problems += [f"accounting: {problem}" for problem in compare_accounts(
         cached_account(source_db), cached_account(target_db), collections, notes=account_notes)]
     if not collections:
         problems += [f"{name}: in the target but not in the source" for name in sorted(target_names - set(names))]
-    present = [name for name in names if name in target_names]
-    with tempfile.TemporaryDirectory(prefix="chroma-migrate-verify-", dir=work_dir) as scratch_dir:
-        scratch = Path(scratch_dir)
-        dimensions = {name: sources[name].dimension for name in present}
-        known = source_plans if source_plans is not None else plans
-        plans = ({name: known[name] for name in present} if known is not None
-                 else plan_collections(Path(source_db), dimensions, batch_size))
-        query_sets = query_sets if query_sets is not None else query_sets_for(present, scratch)
-        text_found: dict[str, Any] = {}
-        with ThreadPoolExecutor(max_workers=3) as sampling:
-            asked = behaviour.start_sample_queries(sampling, sample_queries, Path(source_db), Path(target_db),
-                                                   source_version, target_version, scratch)
-            if reader == "runtime":
-                results = _compare_runtime(sources, target_info, present, plans, Path(source_db), Path(target_db),
-                                           source_version, target_version, query_sets, source_plans is None,
-                                           workers, phases, scratch)
-            else:
-                results, text_found = _compare_native(
-                    sources, target_info, present, plans, Path(source_db), Path(target_db), source_version,
-                    target_version, query_sets, target_nearest, source_plans is not None, workers, phases,
-                    scratch, text, request.source_side)
-            sample = (behaviour.compare_sample_answers(sample_queries, asked.result(), source_version,
-                                                       target_version) if asked and sample_queries else (0, [], []))
     problems += [f"{r['collection']}: {p}" for r in results for p in r["problems"]]
     problems += text_found.get("problems", [])
     seen = behaviour.build_behaviour(results, text_found, sample, source_version, target_version)
@@ -351,6 +363,27 @@ def verify_databases(request: VerifyRequest) -> dict[str, Any]:
             "target_version": target_version, "reader": reader, "collections": results,
             "behaviour": seen, "behaviour_changes": behaviour.behaviour_strings(seen), "fulltext": text_found,
             "accounting_notes": account_notes}
+
+
+def _target_names(target_db: Path, described: Future) -> set[str]:
+    """The target's collections, from a cheap read of its file; where even that fails, the
+    description's refusal names the problem."""
+    try:
+        with dbfile.open_readonly(Path(target_db)) as conn:
+            return {item.name for item in dbfile.collections(conn)}
+    except Exception:
+        described.result()
+        raise
+
+
+class _Described:
+    """The target's description as the comparison asks for it: at its verdicts, when it is done."""
+
+    def __init__(self, described: Future) -> None:
+        self._described = described
+
+    def collection(self, name: str) -> CollectionInfo:
+        return self._described.result().collection(name)
 
 
 def _compare_native(sources: dict[str, CollectionInfo], target_info: Any, present: list[str],
@@ -366,6 +399,17 @@ def _compare_native(sources: dict[str, CollectionInfo], target_info: Any, presen
     answers on a scratch copy unless the migration already asked it.
     """
     pick_queries(source_db, plans, {name: query_sets[name] for name in present if name in query_sets})
+    pages_alike, vectors_alike = None, dict.fromkeys(present, False)
+    if not exported:  # proved once here rather than by every worker (it reads both tables' pages)
+        with StoredRowsComparer(source_db, target_db) as rows:
+            pages_alike = rows.pages_alike
+        with open_database(source_db) as source, open_database(target_db) as target:
+            vectors_alike = {name: vectors_proven_alike(source.collection(name), target.collection(name), source_db,
+                                                        target_db) for name in present}
+    if pages_alike and all(vectors_alike.values()):
+        # Nothing of the target is read but its ids: a range is the source's ids, vectors and exact
+        # neighbours, lighter than starting a worker process that loads the id maps again.
+        workers = 1
     jobs = []
     for name in present:
         plan, query = plans[name], query_sets.get(name)
@@ -374,13 +418,6 @@ def _compare_native(sources: dict[str, CollectionInfo], target_info: Any, presen
         queries = str(query.file) if query and query.file.is_file() else None
         for position in range(min(workers, len(ranges))):
             jobs.append((name, str(sources[name].index.get("space", "l2")), ranges[position::workers], queries))
-    pages_alike, vectors_alike = None, dict.fromkeys(present, False)
-    if not exported:  # proved once here rather than by every worker (it reads both tables' pages)
-        with StoredRowsComparer(source_db, target_db) as rows:
-            pages_alike = rows.pages_alike
-        with open_database(source_db) as source, open_database(target_db) as target:
-            vectors_alike = {name: vectors_proven_alike(source.collection(name), target.collection(name), source_db,
-                                                        target_db) for name in present}
     with (watched_progress_file(phases.progress) as progress_file, _range_pool(workers) as pool,
           ThreadPoolExecutor(max_workers=3) as asking):
         # The worker processes first: they may be forked, which is only safe before any thread starts.
@@ -415,7 +452,7 @@ def _compare_native(sources: dict[str, CollectionInfo], target_info: Any, presen
                                           share.source_count or 0, lambda n=source_nearest: n,
                                           lambda n=name: answered.get(n), target_db,
                                           query.file if query and query.file.is_file() else None, health[name],
-                                          source_db))
+                                          source_db, vectors_alike[name]))
     return results, text_report
 
 
