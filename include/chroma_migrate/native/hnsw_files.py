@@ -191,11 +191,11 @@ class HnswFiles:
         ordered = positions[order]
         note_reading(self.data_path)
         fd = os.open(self.data_path, os.O_RDONLY)
+        # One read per run of nearby elements: a run ends where the next position is more than RUN_GAP on.
+        ends = [*(np.flatnonzero(np.diff(ordered) > RUN_GAP) + 1).tolist(), len(ordered)]
         try:
             run_start = 0
-            for i in range(1, len(ordered) + 1):  # one read per run of nearby elements
-                if i < len(ordered) and ordered[i] - ordered[i - 1] <= RUN_GAP:
-                    continue
+            for i in ends:
                 first, last = int(ordered[run_start]), int(ordered[i - 1])
                 raw = os.pread(fd, (last - first + 1) * element, first * element)
                 if len(raw) < (last - first + 1) * element:

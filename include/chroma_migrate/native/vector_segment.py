@@ -131,7 +131,15 @@ class VectorSegment:
         out = np.empty((len(ids), dim), dtype=np.float32)
         index_rows, labels, log_rows, seq_ids, raw = [], [], [], [], []
         missing = []
-        for row, record_id in enumerate(ids):
+        sorting = ids
+        if not self.sources.from_log and not self.sources.removed:  # the usual, compacted segment: one lookup each
+            persisted = self.sources.persisted
+            labels = [persisted.get(record_id) for record_id in ids]
+            if None not in labels:
+                index_rows, sorting = list(range(len(ids))), []
+            else:
+                labels = []
+        for row, record_id in enumerate(sorting):  # which ids the index, the log or neither serves
             logged = self.sources.from_log.get(record_id)
             if logged is not None:
                 log_rows.append(row)
