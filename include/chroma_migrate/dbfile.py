@@ -101,7 +101,6 @@ class CollectionFacts:
     schema_json: dict[str, Any] | None
     metadata_segment: str | None
     vector_segment: str | None
-    record_count: int = 0
     list_metadata_keys: dict[str, int] = field(default_factory=dict)
     tenant: str = DEFAULT_TENANT
     database: str = DEFAULT_DATABASE
@@ -157,6 +156,13 @@ def tenants_and_databases(conn: sqlite3.Connection) -> tuple[list[str], list[dic
     return tenants, databases
 
 
+def collection_names(conn: sqlite3.Connection) -> set[str]:
+    """Every collection's qualified name, as `collections` gives it, without counting any record."""
+    tenant_col, database_col = _tenant_and_database(conn)
+    return {qualified_name(tenant, database, name) for name, tenant, database in
+            conn.execute(f"SELECT c.name, {tenant_col}, {database_col} FROM collections c")}
+
+
 def collections(conn: sqlite3.Connection) -> list[CollectionFacts]:
     """Every collection of every tenant and database, ordered by qualified name."""
     available = set(columns(conn, "collections"))
@@ -177,9 +183,6 @@ def collections(conn: sqlite3.Connection) -> list[CollectionFacts]:
             tenant=tenant, database=database, bare_name=name,
         )
         if item.metadata_segment:
-            item.record_count = conn.execute(
-                "SELECT COUNT(*) FROM embeddings WHERE segment_id = ?", (item.metadata_segment,)
-            ).fetchone()[0]
             item.list_metadata_keys = _list_metadata_keys(conn, item.metadata_segment)
         facts.append(item)
     return sorted(facts, key=lambda item: item.name)

@@ -370,7 +370,7 @@ def _target_names(target_db: Path, described: Future) -> set[str]:
     description's refusal names the problem."""
     try:
         with dbfile.open_readonly(Path(target_db)) as conn:
-            return {item.name for item in dbfile.collections(conn)}
+            return dbfile.collection_names(conn)
     except Exception:
         described.result()
         raise
