@@ -311,8 +311,8 @@ def verify_databases(request: VerifyRequest) -> dict[str, Any]:
         # seconds at a million records: it runs beside the comparison, which needs only its names.
         described = describing.submit(describe_database, target_db)
         target_names = _target_names(target_db, described)
-        if target_version is None:
-            target_version = described.result().reader_version
+        if target_version is None or reader == "runtime":  # the runtime reader's chromadb writes to the target
+            target_version = target_version or described.result().reader_version
         source_version = source_version or source_info.reader_version
         names = collections or [c.name for c in source_info.collections]
         behaviour.check_sample_collections(sample_queries, names)
