@@ -23,6 +23,7 @@ from chroma_migrate.transplant.probe_record import PROBE_DOCUMENT, PROBE_ID
 from chroma_migrate.worker.chroma_client import Clients, plain_metadata
 
 PICKLE_FILE = "index_metadata.pickle"
+PROBE_QUERY_K = 100  # neighbours asked for the probe after the reopen (see prove_reopened)
 
 
 def seed_write_log(path: str, collection: str, dimension: int) -> dict[str, Any]:
@@ -124,7 +125,10 @@ def prove_reopened(path: str, probes: dict[str, dict[str, Any]]) -> dict[str, An
         handle = clients.collection(name)
         got = handle.get(ids=[PROBE_ID, probe["deleted"]], include=["documents"])
         found = dict(zip(got["ids"], got.get("documents") or [], strict=False))
-        hits = handle.query(query_embeddings=[probe["vector"]], n_results=min(10, max(handle.count(), 1)),
+        # A wide query: at 0.x's default search ef of 10 a beam misses some stored vectors by chance (the
+        # probe copies a sampled record's vector, which may be one of those), and hnswlib searches with the
+        # larger of ef and k. A probe the index does not hold is still missing at any k.
+        hits = handle.query(query_embeddings=[probe["vector"]], n_results=min(PROBE_QUERY_K, max(handle.count(), 1)),
                             include=["distances"])["ids"][0]
         answers[name] = {"count": handle.count(), "probe_document": found.get(PROBE_ID),
                          "deleted_still_there": probe["deleted"] in found, "probe_found_by_query": PROBE_ID in hits}
