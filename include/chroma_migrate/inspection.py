@@ -17,6 +17,7 @@ from chroma_migrate import dbfile
 from chroma_migrate.errors import MigrationError, NotAChromaDatabaseError, UnsupportedVersionError
 from chroma_migrate.native import CorruptDatabaseError, open_database
 from chroma_migrate.native.collection import NativeCollectionInfo as CollectionInfo  # what inspect reports
+from chroma_migrate.native.sqlite_source import ReadOnlySqlite
 from chroma_migrate.verification.accounting import cached_account
 from chroma_migrate.versions import (
     ChromaVersion,
@@ -82,9 +83,12 @@ def reader_for(signature: dict[str, int]) -> ChromaVersion:
 
 
 def _quick_check(path: Path) -> list[str]:
-    with dbfile.open_readonly(path) as conn:
-        problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
-    return [] if problems == ["ok"] else problems
+    """The reader's own quick_check on a connection of its own (this runs in a thread)."""
+    sql = ReadOnlySqlite(path)
+    try:
+        return sql.quick_check()
+    finally:
+        sql.close()
 
 
 def describe_database(path: Path) -> DatabaseInfo:

@@ -131,15 +131,15 @@ class VectorSegment:
         out = np.empty((len(ids), dim), dtype=np.float32)
         index_rows, labels, log_rows, seq_ids, raw = [], [], [], [], []
         missing = []
-        sorting = ids
+        unsorted = ids  # the ids whose source (index, log or neither) is still to be found
         if not self.sources.from_log and not self.sources.removed:  # the usual, compacted segment: one lookup each
             persisted = self.sources.persisted
             labels = [persisted.get(record_id) for record_id in ids]
             if None not in labels:
-                index_rows, sorting = list(range(len(ids))), []
+                index_rows, unsorted = list(range(len(ids))), []
             else:
                 labels = []
-        for row, record_id in enumerate(sorting):  # which ids the index, the log or neither serves
+        for row, record_id in enumerate(unsorted):
             logged = self.sources.from_log.get(record_id)
             if logged is not None:
                 log_rows.append(row)
