@@ -8,6 +8,9 @@ input unchanged. `before_the_fix` in each case says what it did before.
 
 from __future__ import annotations
 
+import shutil
+from contextlib import closing
+
 import pytest
 
 from chroma_migrate_testkit.fuzz.case import run_case
@@ -53,3 +56,38 @@ def test_a_case_s_peak_is_its_own_and_not_the_harness_s(tmp_path):
     del ballast
     assert result.finding is None, result.finding
     assert 0 < result.peak_rss_mib < MEMORY_MIB, result.peak_rss_mib
+
+
+def test_an_index_missing_a_row_its_table_holds_is_refused_as_corrupt(tmp_path):
+    """Found by CI's short campaign (4 December): one flipped byte of a 0.5.23 chroma.sqlite3 made the
+    count of metadata ids say some have no record while the query for such a row found none, and
+    `inspect` ended in an IndexError. The seeds differ from build to build, so the flip does not
+    replay here; the same disagreement is made on purpose: the index of `embeddings` lacks one row
+    its table holds (swapped in through writable_schema)."""
+    import json
+    import sqlite3
+    import subprocess
+
+    from tests.conftest import CLI, REPO, tree_digest
+
+    db = tmp_path / "db"
+    shutil.copytree(seed_database(FIXTURE_CACHE, "0.5.23"), db, ignore=shutil.ignore_patterns(".complete"))
+    with closing(sqlite3.connect(db / "chroma.sqlite3")) as conn:
+        conn.execute("CREATE TABLE shadow (segment_id TEXT NOT NULL, embedding_id TEXT NOT NULL, "
+                     "UNIQUE (segment_id, embedding_id))")
+        conn.execute("INSERT INTO shadow SELECT segment_id, embedding_id FROM embeddings WHERE id != "
+                     "(SELECT MIN(e.id) FROM embeddings e JOIN embedding_metadata m ON m.id = e.id)")
+        conn.commit()
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_autoindex_shadow_1'").fetchone()[0]
+        conn.execute("PRAGMA writable_schema = ON")
+        conn.execute("UPDATE sqlite_master SET rootpage = ? WHERE name = 'sqlite_autoindex_embeddings_1'", (root,))
+        conn.execute("DELETE FROM sqlite_master WHERE tbl_name = 'shadow'")
+        conn.commit()
+    before = tree_digest(db)
+    result = subprocess.run([*CLI, "inspect", "--json", str(db)], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2, result.stdout + result.stderr
+    document = json.loads(result.stdout)
+    assert document["kind"] == "sqlite_corrupt" and document["file"].endswith("chroma.sqlite3"), document
+    assert "a count and the rows it counts disagree" in document["error"] and document["fix"]
+    assert "Traceback" not in result.stderr
+    assert tree_digest(db) == before

@@ -301,6 +301,17 @@ class _Accountant:
             raise NotAChromaDatabaseError(f"{self.path / SQLITE_FILE}: reading failed ({exc}) on: {sql.strip()[:120]}",
                                           _FIX_DAMAGED).tagged("sqlite_corrupt", self.path / SQLITE_FILE) from exc
 
+    def example(self, sql: str, params: tuple[Any, ...] = ()) -> tuple:
+        """The first row of a query that a count already said has rows. A file whose count and rows
+        disagree (a damaged page in a table or in one of its indexes) is refused as damaged."""
+        rows = self.rows(sql, params)
+        if not rows:
+            raise NotAChromaDatabaseError(
+                f"{self.path / SQLITE_FILE}: a count and the rows it counts disagree on: {sql.strip()[:120]} "
+                "(a damaged page in a table or its index)", _FIX_DAMAGED).tagged("sqlite_corrupt",
+                                                                                 self.path / SQLITE_FILE)
+        return rows[0]
+
     def run(self) -> DatabaseAccount:
         tables = self.inventory()
         self.columns = {name: {row[1] for row in self.rows(f"PRAGMA table_info('{name}')")}
@@ -539,7 +550,7 @@ class _Accountant:
                 self.refuse(f"embeddings holds {records} row(s) in segment {sid!r}, a VECTOR segment; records "
                             "belong to a collection's METADATA segment.", _FIX_DAMAGED)
             elif sid not in self.deleted_segments:
-                example = self.rows("SELECT id, embedding_id FROM embeddings WHERE segment_id = ? LIMIT 1", (sid,))[0]
+                example = self.example("SELECT id, embedding_id FROM embeddings WHERE segment_id = ? LIMIT 1", (sid,))
                 self.refuse(f"embeddings holds {records} row(s) in segment {sid!r} that no live collection owns (e.g. "
                             f"row {example[0]}, id {example[1]!r}); no segments row names it and no watermark marks "
                             "it as a deleted collection's.", _FIX_DAMAGED)
@@ -560,8 +571,8 @@ class _Accountant:
                 counts[sid].with_keys += with_keys
         distinct = self.rows("SELECT COUNT(*) FROM (SELECT DISTINCT id FROM embedding_metadata)")[0][0]
         if distinct > with_any:
-            example = self.rows("SELECT m.id, m.key FROM embedding_metadata m WHERE NOT EXISTS "
-                                "(SELECT 1 FROM embeddings e WHERE e.id = m.id) LIMIT 1")[0]
+            example = self.example("SELECT m.id, m.key FROM embedding_metadata m WHERE NOT EXISTS "
+                                   "(SELECT 1 FROM embeddings e WHERE e.id = m.id) LIMIT 1")
             self.refuse(f"embedding_metadata holds rows of {distinct - with_any} id(s) that have no embeddings row "
                         f"(e.g. id {example[0]}, key {example[1]!r}); metadata always belongs to a record.",
                         _FIX_DAMAGED)
